@@ -1,0 +1,42 @@
+"""srdistill: lightweight image super-resolution by self-distillation, as a BasicSR extension.
+
+Install (torch first: BasicSR's build wants it, and pinning it keeps pip off the CPU-only 2.13 wheel):
+    pip install torch==2.14.1 torchvision==0.29.1
+    pip install --no-build-isolation -e .[test]
+or simply ``make test`` / ``make demo``, which do this in a ``.venv``.
+"""
+from os import path as osp
+
+from setuptools import find_packages, setup
+
+here = osp.dirname(osp.abspath(__file__))
+version = {}
+with open(osp.join(here, 'srdistill', 'version.py')) as f:
+    exec(f.read(), version)
+
+setup(
+    name='srdistill',
+    version=version['__version__'],
+    description='Lightweight image super-resolution by self-distillation (multi-exit SRResNet), on BasicSR',
+    long_description=open(osp.join(here, 'README.md')).read() if osp.exists(osp.join(here, 'README.md')) else '',
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.9',
+    packages=find_packages(include=['srdistill', 'srdistill.*']),
+    install_requires=[
+        'torch>=2.1',
+        'torchvision>=0.16',
+        'basicsr==1.4.2',  # srdistill/compat.py fixes exactly this release
+        'numpy',
+        'opencv-python',
+        'pillow',
+        'pyyaml',
+        'scikit-image',
+        'tensorboard',
+        'tqdm',
+        'lpips',
+        'safetensors',
+        'matplotlib',
+    ],
+    extras_require={'test': ['pytest', 'ruff']},
+)

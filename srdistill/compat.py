@@ -1,0 +1,135 @@
+"""Every fix srdistill applies to BasicSR 1.4.2 (its newest release) on the current torch/torchvision stack.
+
+BasicSR is the framework this package extends; a few of its parts break on torch >= 2.6 / torchvision >= 0.17 or
+behave surprisingly. Each fix below is one small function with a comment saying what breaks and why the fix is
+right. Nothing in site-packages is edited: fixes are applied when :mod:`srdistill` is imported, which happens
+before any BasicSR module is used (``srdistill/__init__.py`` imports this module first).
+
+`apply()` is idempotent.
+"""
+import importlib
+import os
+import os.path as osp
+import sys
+import types
+from collections import Counter
+
+import torch
+
+_APPLIED = False
+
+
+def _fix_functional_tensor_import():
+    """``import basicsr`` fails: ModuleNotFoundError 'torchvision.transforms.functional_tensor'.
+
+    ``basicsr/data/degradations.py`` imports ``rgb_to_grayscale`` from that module, which torchvision 0.17 renamed to
+    the private ``_functional_tensor``. Register the old name as an alias of the new module before BasicSR is
+    imported. (Must run before the first ``import basicsr``.)
+    """
+    name = 'torchvision.transforms.functional_tensor'
+    if name in sys.modules:
+        return
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        from torchvision.transforms import _functional_tensor
+        alias = types.ModuleType(name, 'Alias of torchvision.transforms._functional_tensor (srdistill.compat).')
+        alias.__dict__.update({k: v for k, v in vars(_functional_tensor).items() if not k.startswith('__')})
+        sys.modules[name] = alias
+
+
+def load_training_state(path, device):
+    """Load a ``*.state`` file written by BasicSR's ``save_training_state`` onto ``device``, without pickle code.
+
+    The state holds optimiser and scheduler state dicts; BasicSR's ``MultiStepRestartLR`` keeps its milestones in a
+    ``collections.Counter``, the only non-tensor class in it, which is allow-listed explicitly.
+
+    Args:
+        path (str): Path of the ``.state`` file.
+        device (torch.device | str): Where the optimiser tensors go (the model's device).
+
+    Returns:
+        dict: The training state (``epoch``, ``iter``, ``optimizers``, ``schedulers``).
+    """
+    with torch.serialization.safe_globals([Counter]):
+        return torch.load(path, map_location=device, weights_only=True)
+
+
+def _latest_state(state_dir):
+    """Path of the ``<iter>.state`` with the highest iteration in ``state_dir``, or None."""
+    if not osp.isdir(state_dir):
+        return None
+    iters = [int(f[:-len('.state')]) for f in sorted(os.listdir(state_dir))
+             if f.endswith('.state') and f[:-len('.state')].isdigit()]
+    return osp.join(state_dir, f'{max(iters)}.state') if iters else None
+
+
+def load_resume_state(opt):
+    """Drop-in replacement of ``basicsr.train.load_resume_state`` fixing two bugs.
+
+    1. Resuming on a machine without CUDA fails: BasicSR calls ``torch.cuda.current_device()`` and maps every tensor
+       with ``storage.cuda(...)``. We map onto the device the model will use (``num_gpu`` 0 means CPU) and load with
+       ``weights_only=True``.
+    2. ``--auto_resume`` looked for ``experiments/<name>/training_states`` relative to the *current directory*, not
+       the project root the experiment lives in; started from elsewhere it silently trained from scratch and renamed
+       the existing experiment folder to ``*_archived_*``. We use ``opt['path']['training_states']``, which
+       ``parse_options`` already made absolute under the root path.
+    """
+    from basicsr.utils import check_resume
+
+    resume_state_path = None
+    if opt['auto_resume']:
+        resume_state_path = _latest_state(opt['path']['training_states'])
+        if resume_state_path is not None:
+            opt['path']['resume_state'] = resume_state_path
+            print(f'Auto-resume: found {resume_state_path}', flush=True)
+        else:
+            print(f"Auto-resume: no training state in {opt['path']['training_states']}; starting from scratch.",
+                  flush=True)
+    elif opt['path'].get('resume_state'):
+        resume_state_path = opt['path']['resume_state']
+
+    if resume_state_path is None:
+        return None
+    device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
+    resume_state = load_training_state(resume_state_path, device)
+    check_resume(opt, resume_state['iter'])
+    return resume_state
+
+
+def _with_option_defaults(parse_options):
+    """Wrap BasicSR's ``parse_options`` so options read later without ``.get`` have a default.
+
+    ``SRModel.nondist_validation`` reads ``opt['val']['suffix']`` in test mode and raises ``KeyError`` for test
+    options that omit it (BasicSR's own example options all set it). ``suffix: ~`` is BasicSR's documented default.
+    """
+
+    def parse_options_with_defaults(root_path, is_train=True):
+        opt, args = parse_options(root_path, is_train=is_train)
+        if opt.get('val') is not None:
+            opt['val'].setdefault('suffix', None)
+        return opt, args
+
+    parse_options_with_defaults.__wrapped__ = parse_options
+    return parse_options_with_defaults
+
+
+def _patch_pipelines():
+    """Point ``basicsr.train`` / ``basicsr.test`` at the fixed functions (they look them up as module globals)."""
+    train_mod = importlib.import_module('basicsr.train')
+    test_mod = importlib.import_module('basicsr.test')
+    train_mod.load_resume_state = load_resume_state
+    for mod in (train_mod, test_mod):
+        if not hasattr(mod.parse_options, '__wrapped__'):
+            mod.parse_options = _with_option_defaults(mod.parse_options)
+
+
+def apply():
+    """Apply every fix (idempotent). Called by ``import srdistill``."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _fix_functional_tensor_import()
+    import basicsr  # noqa: F401  (safe to import now)
+    _patch_pipelines()
+    _APPLIED = True

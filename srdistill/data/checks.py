@@ -1,0 +1,109 @@
+"""Up-front checks of paired image folders, so bad data fails in the main process with one clear message.
+
+BasicSR finds these problems late (an ``assert`` while building the dataset, or a ``ValueError`` inside a data-loader
+worker after the experiment folder was created). These checks read only file names and image headers.
+"""
+import os
+from os import path as osp
+
+from PIL import Image, UnidentifiedImageError
+
+from srdistill.utils.errors import UserError
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+_SHOW = 5  # how many offending names a message lists
+
+
+def _listing(names):
+    shown = ', '.join(names[:_SHOW])
+    return shown + (f' ... ({len(names)} in all)' if len(names) > _SHOW else '')
+
+
+def list_images(folder, role, hint=''):
+    """Names of the image files in ``folder`` (sorted), after checking it is a non-empty folder of images only.
+
+    Args:
+        folder (str): Folder to scan (not recursive; hidden files are ignored, as BasicSR's ``scandir`` does).
+        role (str): What the folder is, for messages, e.g. ``'datasets.train.dataroot_gt'``.
+        hint (str): What to do if the folder is missing or empty (appended to the message).
+
+    Returns:
+        list[str]: File names.
+
+    Raises:
+        UserError: Missing folder, not a folder, no images, or a file that is not an image.
+    """
+    if not osp.exists(folder):
+        raise UserError(f'{role}: folder {folder} does not exist. {hint}'.rstrip())
+    if not osp.isdir(folder):
+        raise UserError(f'{role}: {folder} is not a folder. {hint}'.rstrip())
+    names = sorted(n for n in os.listdir(folder) if not n.startswith('.') and osp.isfile(osp.join(folder, n)))
+    if not names:
+        raise UserError(f'{role}: folder {folder} holds no images. {hint}'.rstrip())
+    others = [n for n in names if osp.splitext(n)[1].lower() not in IMAGE_EXTENSIONS]
+    if others:
+        raise UserError(f'{role}: {folder} holds files that are not images: {_listing(others)}. Move them out of the '
+                        f'folder (image types: {" ".join(IMAGE_EXTENSIONS)}).')
+    return names
+
+
+def image_size(path):
+    """(height, width) of an image from its header.
+
+    Raises:
+        UserError: Empty file, or a file no image reader recognises.
+    """
+    if osp.getsize(path) == 0:
+        raise UserError(f'{path} is an empty (zero-byte) file. Remove it or re-create it.')
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError) as err:
+        raise UserError(f'{path} cannot be read as an image ({err}). Remove it or re-create it.') from None
+    return height, width
+
+
+def check_paired_folders(gt_folder, lq_folder, scale, role, gt_size=None, filename_tmpl='{}', hint='', exact=False):
+    """Check a BasicSR ``PairedImageDataset`` folder pair before training or validation starts.
+
+    Args:
+        gt_folder (str): HR (ground-truth) folder.
+        lq_folder (str): LR folder.
+        scale (int): Upscaling factor.
+        role (str): The options path of the dataset, for messages, e.g. ``'datasets.train'``.
+        gt_size (int | None): Training HR patch size; every HR image must be at least this large. None: no check.
+        filename_tmpl (str): BasicSR's template from an HR base name to the LR base name. Default: ``'{}'``.
+        hint (str): What to do if a folder is missing or empty.
+        exact (bool): HR sizes must be exact multiples of ``scale`` (BasicSR's training crop requires it); otherwise
+            an HR may be up to ``scale - 1`` pixels larger (it is cropped at validation). Default: False.
+
+    Returns:
+        int: Number of pairs.
+
+    Raises:
+        UserError: On the first problem found, naming the files and what to do.
+    """
+    gt_names = list_images(gt_folder, f'{role}.dataroot_gt', hint)
+    lq_names = list_images(lq_folder, f'{role}.dataroot_lq', hint)
+    lq_set = set(lq_names)
+    expected_lq = {gt: filename_tmpl.format(osp.splitext(gt)[0]) + osp.splitext(gt)[1] for gt in gt_names}
+    missing_lq = [gt for gt, lq in expected_lq.items() if lq not in lq_set]
+    if missing_lq:
+        raise UserError(f'{role}: {len(missing_lq)} HR image(s) in {gt_folder} have no LR image of the same name in '
+                        f'{lq_folder}: {_listing(missing_lq)}. Re-create the LR folder from the HR folder.')
+    orphan_lq = sorted(lq_set - set(expected_lq.values()))
+    if orphan_lq:
+        raise UserError(f'{role}: {len(orphan_lq)} LR image(s) in {lq_folder} have no HR image in {gt_folder}: '
+                        f'{_listing(orphan_lq)}. Remove them or add their HR images.')
+
+    for gt_name, lq_name in expected_lq.items():
+        gt_path, lq_path = osp.join(gt_folder, gt_name), osp.join(lq_folder, lq_name)
+        (h_gt, w_gt), (h_lq, w_lq) = image_size(gt_path), image_size(lq_path)
+        if (h_gt // scale, w_gt // scale) != (h_lq, w_lq) or (exact and (h_gt % scale or w_gt % scale)):
+            raise UserError(f'{role}: sizes do not match scale {scale}: HR {gt_path} is {w_gt}x{h_gt}, so its LR '
+                            f'should be {w_gt / scale:g}x{h_gt / scale:g}, but {lq_path} is {w_lq}x{h_lq}. Re-create '
+                            f'the LR image with this scale (or fix the `scale` option).')
+        if gt_size is not None and (h_gt < gt_size or w_gt < gt_size):
+            raise UserError(f'{role}.gt_size: the training patch ({gt_size}x{gt_size}) is larger than HR image '
+                            f'{gt_path} ({w_gt}x{h_gt}). Lower gt_size or remove the small image.')
+    return len(gt_names)

@@ -1,0 +1,137 @@
+"""BasicSR model that trains every exit of a multi-exit network together and validates each of them."""
+from collections import OrderedDict
+from os import path as osp
+
+import torch
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import imwrite, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+from tqdm import tqdm
+
+from srdistill.losses.self_distill_loss import SelfDistillationLoss
+
+
+@MODEL_REGISTRY.register()
+class SelfDistillSRModel(SRModel):
+    """Self-distillation SR model for a network whose ``forward(x, exit='all')`` returns ``{depth: SR image}``.
+
+    Overridden from :class:`basicsr.models.sr_model.SRModel`:
+
+    - ``init_training_settings``: inherited, then checks that ``train.pixel_opt`` is a loss over all outputs
+      (:class:`SelfDistillationLoss`);
+    - ``optimize_parameters``: one pass of the trunk gives every exit's output; the loss terms are logged per exit
+      (``l_pix_e8``, ``l_distill_e8``, ``l_pix_e32``, ..., and ``l_total``); a perceptual loss, if configured, applies
+      to the final output;
+    - ``test``: every exit from one forward pass (``self.outputs``); ``self.output`` is the final one;
+    - ``nondist_validation``: each metric for each exit (``psnr_e8``, ``ssim_e8``, ..., ``psnr_e32``), best value per
+      exit, tensorboard scalars and SR image samples per exit (``val.tb_images`` images, default 2).
+
+    Inherited unchanged: network building and loading, EMA, optimisers, schedulers, saving, resuming, ``feed_data``.
+    """
+
+    def init_training_settings(self):
+        super().init_training_settings()
+        if not isinstance(self.cri_pix, SelfDistillationLoss):
+            raise ValueError('train.pixel_opt.type must be SelfDistillationLoss for SelfDistillSRModel '
+                             f'(got {type(self.cri_pix).__name__}); it computes the loss of every exit.')
+
+    @property
+    def depths(self):
+        """tuple[int]: Output depths of the network, shallowest first, the final output last."""
+        return self.get_bare_model(self.net_g).depths
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad()
+        outputs = self.net_g(self.lq, exit='all')
+        self.output = next(reversed(outputs.values()))
+
+        l_total, loss_dict = self.cri_pix(outputs, self.gt)
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for key, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    l_total = l_total + value
+                    loss_dict[key] = value
+        loss_dict['l_total'] = l_total
+
+        l_total.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test(self):
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.outputs = net(self.lq, exit='all')
+        net.train(was_training)
+        self.output = next(reversed(self.outputs.values()))
+
+    def _initialize_best_metric_results(self, dataset_name):
+        """Like BasicSR's, but with one record per metric per exit (the keys of ``self.metric_results``)."""
+        if not hasattr(self, 'best_metric_results'):
+            self.best_metric_results = dict()
+        if dataset_name in self.best_metric_results:
+            return
+        record = dict()
+        for name in self.metric_results:
+            better = self.opt['val']['metrics'][name.rsplit('_e', 1)[0]].get('better', 'higher')
+            record[name] = dict(better=better, val=float('-inf') if better == 'higher' else float('inf'), iter=-1)
+        self.best_metric_results[dataset_name] = record
+
+    def _save_path(self, dataset_name, img_name, depth, current_iter):
+        if self.opt['is_train']:
+            return osp.join(self.opt['path']['visualization'], img_name, f'{img_name}_e{depth}_{current_iter}.png')
+        suffix = self.opt['val'].get('suffix') or self.opt['name']
+        return osp.join(self.opt['path']['visualization'], dataset_name, f'{img_name}_e{depth}_{suffix}.png')
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        dataset_name = dataloader.dataset.opt['name']
+        metrics = self.opt['val'].get('metrics') or {}
+        num_tb_images = self.opt['val'].get('tb_images', 2)
+        self.metric_results = OrderedDict((f'{m}_e{d}', 0.) for d in self.depths for m in metrics)
+        if metrics:
+            self._initialize_best_metric_results(dataset_name)
+
+        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
+        for idx, val_data in enumerate(dataloader):
+            img_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]
+            self.feed_data(val_data)
+            self.test()
+            gt_img = tensor2img([self.gt.detach().cpu()]) if hasattr(self, 'gt') else None
+            add_to_tb = tb_logger is not None and idx < num_tb_images
+            if add_to_tb and gt_img is not None:
+                tb_logger.add_image(f'samples/{dataset_name}/{img_name}/gt', _rgb(gt_img), current_iter,
+                                    dataformats='HWC')
+            for depth, output in self.outputs.items():
+                sr_img = tensor2img([output.detach().cpu()])
+                for name, metric_opt in metrics.items():
+                    self.metric_results[f'{name}_e{depth}'] += calculate_metric(dict(img=sr_img, img2=gt_img),
+                                                                               metric_opt)
+                if save_img:
+                    imwrite(sr_img, self._save_path(dataset_name, img_name, depth, current_iter))
+                if add_to_tb:
+                    tb_logger.add_image(f'samples/{dataset_name}/{img_name}/e{depth}', _rgb(sr_img), current_iter,
+                                        dataformats='HWC')
+            del self.lq, self.output, self.outputs
+            if hasattr(self, 'gt'):
+                del self.gt
+            if pbar:
+                pbar.update(1)
+                pbar.set_description(f'Test {img_name}')
+        if pbar:
+            pbar.close()
+
+        if metrics:
+            for name in self.metric_results:
+                self.metric_results[name] /= (idx + 1)
+                self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+
+def _rgb(img):
+    """BGR (or grayscale) uint8 HWC image from ``tensor2img`` -> RGB HWC for tensorboard."""
+    return img[..., None] if img.ndim == 2 else img[..., ::-1].copy()

@@ -1,0 +1,1 @@
+"""Utilities shared by the package: component registration, exact MATLAB resizing, user-facing errors."""
