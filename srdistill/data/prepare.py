@@ -1,0 +1,173 @@
+"""Make paired HR/LR folders from HR images, with LR made exactly as MATLAB's ``imresize(hr, 1/s, 'bicubic')``.
+
+Layout written under ``out_root`` (the EDSR benchmark layout, which the options files use)::
+
+    HR/<name>.png                  (``HR_sub/<name>_s001.png`` when cropping sub-images)
+    LR_bicubic/X4/<name>.png       (``LR_bicubic/X4_sub/...``)
+
+Two kinds of sets:
+
+- training sets (``mod_crop_hr=True``): HR is cropped top-left to a multiple of every scale (their least common
+  multiple, BasicSR's "GTmod12" for 2/3/4), so each HR is exactly ``scale`` times its LR, as BasicSR's training crop
+  requires; optionally cut into sub-images (BasicSR's DIV2K recipe) so that a training sample decodes a small file.
+- benchmark sets (``mod_crop_hr=False``): HR is copied unchanged and each LR is made from the HR cropped to a multiple
+  of its own scale, which reproduces the published LR files pixel for pixel; validation crops the HR to match.
+
+Resumable: finished files are skipped, and every file is written under a temporary name and then renamed, so an
+interrupted run never leaves a half-written image behind. Existing files are never replaced unless ``overwrite``.
+"""
+import math
+import os
+from functools import partial
+from multiprocessing import Pool
+from os import path as osp
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from srdistill.data.checks import IMAGE_EXTENSIONS
+from srdistill.utils.errors import UserError
+from srdistill.utils.matlab_imresize import imresize, mod_crop
+
+
+def find_images(inputs):
+    """Image files named by ``inputs`` (files or folders, not recursive), sorted by name within each folder.
+
+    Raises:
+        UserError: An input that does not exist, or no image found.
+    """
+    files = []
+    for item in inputs:
+        if osp.isdir(item):
+            files += [osp.join(item, n) for n in sorted(os.listdir(item))
+                      if osp.splitext(n)[1].lower() in IMAGE_EXTENSIONS and not n.startswith('.')]
+        elif osp.isfile(item):
+            files.append(item)
+        else:
+            raise UserError(f'{item} does not exist.')
+    if not files:
+        raise UserError(f'no image files ({" ".join(IMAGE_EXTENSIONS)}) found in {" ".join(inputs)}.')
+    return files
+
+
+def read_image(path, keep_channels=False):
+    """Read an image as uint8 BGR (H, W, 3), or with its own channels (gray stays 2-D) when ``keep_channels``.
+
+    Raises:
+        UserError: The file is empty or cannot be decoded.
+    """
+    if osp.getsize(path) == 0:
+        raise UserError(f'{path} is an empty (zero-byte) file. Remove it or re-create it.')
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED if keep_channels else cv2.IMREAD_COLOR)
+    if img is None:
+        raise UserError(f'{path} cannot be read as an image. Remove it or re-create it.')
+    return img
+
+
+def subimage_origins(length, crop_size, step, thresh_size=0):
+    """Top/left positions of BasicSR's sub-image grid along one axis (its ``extract_subimages`` recipe).
+
+    A last crop flush with the far edge is added when more than ``thresh_size`` pixels would be left uncovered.
+    """
+    origins = list(range(0, length - crop_size + 1, step))
+    if origins and length - (origins[-1] + crop_size) > thresh_size:
+        origins.append(length - crop_size)
+    return origins
+
+
+def write_image(img, path, overwrite=False):
+    """Write ``img`` to ``path`` atomically (temporary name, then rename). Returns False if it existed (skipped)."""
+    if osp.exists(path) and not overwrite:
+        return False
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    root, ext = osp.splitext(path)
+    tmp = f'{root}.partial{os.getpid()}{ext}'
+    if not cv2.imwrite(tmp, img):
+        raise UserError(f'could not write {path}: check the folder is writable and the disk is not full.')
+    os.replace(tmp, path)
+    return True
+
+
+def _prepare_one(path, out_root, scales, mod_crop_hr, crop_size, step, min_size, keep_channels, overwrite):
+    """Worker: write the HR (or its sub-images) and its LR images for one file. Returns (written, skipped_reason)."""
+    img = read_image(path, keep_channels)
+    name = osp.splitext(osp.basename(path))[0]
+    h, w = img.shape[:2]
+    if min(h, w) < max(min_size, crop_size or 0):
+        return 0, f'{osp.basename(path)} ({w}x{h}) is smaller than {max(min_size, crop_size or 0)} px'
+    if mod_crop_hr:
+        img = mod_crop(img, math.lcm(*scales))
+    if crop_size:
+        crops = [(f'{name}_s{i + 1:03d}', img[y:y + crop_size, x:x + crop_size])
+                 for i, (y, x) in enumerate((y, x) for y in subimage_origins(img.shape[0], crop_size, step)
+                                            for x in subimage_origins(img.shape[1], crop_size, step))]
+    else:
+        crops = [(name, img)]
+    sub = '_sub' if crop_size else ''
+    written = 0
+    for crop_name, hr in crops:
+        written += write_image(hr, osp.join(out_root, f'HR{sub}', f'{crop_name}.png'), overwrite)
+        for s in scales:
+            lr_path = osp.join(out_root, 'LR_bicubic', f'X{s}{sub}', f'{crop_name}.png')
+            if overwrite or not osp.exists(lr_path):
+                written += write_image(imresize(mod_crop(hr, s), 1 / s), lr_path, overwrite)
+    return written, None
+
+
+def prepare_paired_folder(inputs, out_root, scales=(4, ), mod_crop_hr=True, crop_size=None, step=None, min_size=0,
+                          keep_channels=False, overwrite=False, workers=None, show_progress=True):
+    """Write a paired HR/LR set from HR images (see the module docstring for the layout).
+
+    Args:
+        inputs (list[str]): HR image files and/or folders.
+        out_root (str): Output folder, e.g. ``datasets/291``.
+        scales (tuple[int]): LR scales to write. Default: (4,).
+        mod_crop_hr (bool): Crop HR to a multiple of every scale (training sets). False keeps HR as is (benchmarks).
+        crop_size (int | None): Cut HR into sub-images of this size (with ``step``). None: whole images.
+        step (int | None): Sub-image stride. Default: ``crop_size // 2``.
+        min_size (int): Skip (and report) images whose shorter side is below this. Default: 0.
+        keep_channels (bool): Keep grayscale/alpha/16-bit as they are (benchmarks); else read as 8-bit BGR.
+        overwrite (bool): Replace existing output files. Default: False (they are skipped).
+        workers (int | None): Worker processes. Default: the number of CPUs.
+        show_progress (bool): Show a progress bar. Default: True.
+
+    Returns:
+        dict: ``images`` (inputs used), ``written`` (files written), ``skipped`` (list of reasons).
+    """
+    files = find_images(inputs)
+    if crop_size is not None and step is None:
+        step = crop_size // 2
+    job = partial(_prepare_one, out_root=out_root, scales=tuple(scales), mod_crop_hr=mod_crop_hr, crop_size=crop_size,
+                  step=step, min_size=min_size, keep_channels=keep_channels, overwrite=overwrite)
+    workers = min(workers or os.cpu_count() or 1, len(files))
+    written, skipped = 0, []
+    bar = tqdm(total=len(files), unit='image', desc=f'Preparing {osp.basename(osp.normpath(out_root))}',
+               disable=not show_progress)
+    with Pool(workers) if workers > 1 else _InProcess() as pool:
+        for n, reason in pool.imap(job, files):
+            written += n
+            if reason:
+                skipped.append(reason)
+            bar.update(1)
+    bar.close()
+    return dict(images=len(files) - len(skipped), written=written, skipped=skipped)
+
+
+class _InProcess:
+    """Stand-in for a one-worker Pool (no process start-up cost; exceptions keep their message)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def imap(func, items):
+        return map(func, items)
+
+
+def as_uint8_bgr(rgb):
+    """An RGB uint8 array (as scikit-image returns photos) -> BGR uint8 for OpenCV writing."""
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[..., ::-1])

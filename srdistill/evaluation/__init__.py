@@ -1,0 +1,1 @@
+"""Evaluation of multi-exit checkpoints (per-exit PSNR/SSIM and bicubic)."""
