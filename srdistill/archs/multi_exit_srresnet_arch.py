@@ -149,8 +149,8 @@ class MultiExitSRResNet(MSRResNet):
         for depth, block in enumerate(self.body, start=1):
             feat = block(feat)
             if depth in wanted:
-                tail = self if depth == self.num_block else self.exit_tails[str(depth)]
-                outputs[depth] = upsample_tail(tail, feat, x)
+                is_final = depth == self.num_block
+                outputs[depth] = upsample_tail(self, feat, x) if is_final else self.exit_tails[str(depth)](feat, x)
                 if depth == wanted[-1]:
                     break
         return outputs if exit == 'all' else outputs[exit]

@@ -14,7 +14,8 @@ from srdistill.data.checks import check_paired_folders
 from srdistill.utils.errors import UserError
 
 PREPARE_HINT = ('Prepare it with `python tools/prepare_data.py folder --hr <HR images> --name <name>` (see '
-                'datasets/README.md), or point the option at your data. To try srdistill without any data: `make demo`.')
+                'datasets/README.md), or point the option at your data. To try srdistill without any data: '
+                '`make demo`.')
 DIV2K_HINT = ('DIV2K is not prepared: see datasets/README.md for how to download and prepare it. To train without '
               'DIV2K use options/sd_x4_291.yml (the classic 291 images); to try srdistill without any data: '
               '`make demo`.')

@@ -1,0 +1,96 @@
+"""Shared test helpers: small real images (scikit-image's bundled photos), tiny inline options, a CLI runner."""
+import copy
+import os
+import subprocess
+import sys
+from os import path as osp
+
+import pytest
+import yaml
+
+import srdistill  # noqa: F401  (compat fixes + registration, before any BasicSR use in tests)
+from srdistill.data.prepare import as_uint8_bgr, write_image
+from srdistill.utils.matlab_imresize import imresize
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir))
+SHARED = os.environ.get('SRDISTILL_SHARED', osp.join(osp.dirname(REPO), 'shared'))
+
+
+def photo_crops(n, size, seed=0):
+    """``n`` real HR crops (uint8 BGR, ``size`` x ``size``) cut from scikit-image's astronaut/coffee/chelsea photos."""
+    from skimage import data
+    photos = [as_uint8_bgr(p) for p in (data.astronaut(), data.coffee(), data.chelsea())]
+    crops = []
+    for i in range(n):
+        img = photos[i % len(photos)]
+        y = (37 * (i + seed)) % (img.shape[0] - size)
+        x = (53 * (i + seed)) % (img.shape[1] - size)
+        crops.append(img[y:y + size, x:x + size].copy())
+    return crops
+
+
+def make_paired_folder(root, n=4, size=48, scale=4, seed=0):
+    """Write ``root/HR`` and ``root/LR`` with ``n`` real pairs (LR by exact MATLAB bicubic). Returns (gt, lq)."""
+    gt, lq = osp.join(root, 'HR'), osp.join(root, 'LR')
+    for i, hr in enumerate(photo_crops(n, size, seed)):
+        write_image(hr, osp.join(gt, f'img{i:02d}.png'))
+        write_image(imresize(hr, 1 / scale), osp.join(lq, f'img{i:02d}.png'))
+    return gt, lq
+
+
+TINY_OPT = {
+    'name': 'tiny_sd',
+    'model_type': 'SelfDistillSRModel',
+    'scale': 4,
+    'num_gpu': 0,
+    'manual_seed': 0,
+    'datasets': {
+        'train': {
+            'name': 'train', 'type': 'PairedImageDataset', 'dataroot_gt': None, 'dataroot_lq': None,
+            'io_backend': {'type': 'disk'}, 'gt_size': 32, 'use_hflip': True, 'use_rot': True,
+            'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None
+        },
+        'val': {'name': 'val', 'type': 'PairedImageDataset', 'dataroot_gt': None, 'dataroot_lq': None,
+                'io_backend': {'type': 'disk'}},
+    },
+    'network_g': {'type': 'MultiExitSRResNet', 'num_feat': 8, 'num_block': 4, 'exits': [2], 'upscale': 4},
+    'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+    'train': {
+        'ema_decay': 0,
+        'optim_g': {'type': 'Adam', 'lr': 2e-4, 'betas': [0.9, 0.99]},
+        'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5},
+        'total_iter': 4,
+        'warmup_iter': -1,
+        'pixel_opt': {'type': 'SelfDistillationLoss', 'pixel_weight': 0.9, 'distill_weight': 0.1},
+    },
+    'val': {
+        'val_freq': 2, 'save_img': False,
+        'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True},
+                    'ssim': {'type': 'calculate_ssim', 'crop_border': 4, 'test_y_channel': True}},
+    },
+    'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': True},
+}
+
+
+@pytest.fixture
+def tiny_opt(tmp_path):
+    """A tiny training options dict whose train/val folders hold real image pairs under ``tmp_path/data``."""
+    opt = copy.deepcopy(TINY_OPT)
+    train_gt, train_lq = make_paired_folder(str(tmp_path / 'data' / 'train'), n=4, size=48)
+    val_gt, val_lq = make_paired_folder(str(tmp_path / 'data' / 'val'), n=2, size=48, seed=5)
+    opt['datasets']['train'].update(dataroot_gt=train_gt, dataroot_lq=train_lq)
+    opt['datasets']['val'].update(dataroot_gt=val_gt, dataroot_lq=val_lq)
+    return opt
+
+
+def write_opt(path, opt):
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return str(path)
+
+
+def run_train(root, *args, cwd=None):
+    """Run the training entry point in a fresh process with ``root`` as the project root. Returns CompletedProcess."""
+    code = f'import sys; sys.argv = ["train.py", *sys.argv[2:]]; from srdistill.train import main; main({str(root)!r})'
+    return subprocess.run([sys.executable, '-c', code, '--', *map(str, args)], cwd=cwd or str(root),
+                          capture_output=True, text=True, timeout=600)

@@ -1,0 +1,122 @@
+"""Bad options and data end in one clear message before anything is written, never in a traceback."""
+import os
+import shutil
+import sys
+from os import path as osp
+
+import pytest
+from conftest import REPO, make_paired_folder, run_train, write_opt
+
+from srdistill.data.checks import check_paired_folders
+from srdistill.train import main
+from srdistill.utils.errors import UserError
+
+
+def _fail(monkeypatch, capsys, root, opt_path):
+    """Run the training entry point in-process; return its error message (it must exit with status 2)."""
+    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', str(opt_path)])
+    with pytest.raises(SystemExit) as exc:
+        main(str(root))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('srdistill: error: ') and err.count('\n') == 1, err
+    assert not (root / 'experiments').exists() and not (root / 'tb_logger').exists()
+    return err
+
+
+def test_sd_x4_without_div2k_says_how_to_prepare_it_no_traceback(tmp_path):
+    result = run_train(tmp_path, '-opt', osp.join(REPO, 'options', 'sd_x4.yml'), cwd=tmp_path)
+    assert result.returncode == 2
+    assert 'Traceback' not in result.stderr
+    assert 'datasets.train.dataroot_gt: folder datasets/DIV2K/DIV2K_train_HR_sub does not exist' in result.stderr
+    assert 'DIV2K is not prepared: see datasets/README.md' in result.stderr and '`make demo`' in result.stderr
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_missing_dataset_folder(tiny_opt, tmp_path, monkeypatch, capsys):
+    tiny_opt['datasets']['val']['dataroot_lq'] = str(tmp_path / 'nowhere')
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert f'datasets.val.dataroot_lq: folder {tmp_path / "nowhere"} does not exist' in err
+    assert 'tools/prepare_data.py' in err
+
+
+def test_empty_dataset_folder(tiny_opt, tmp_path, monkeypatch, capsys):
+    (tmp_path / 'empty').mkdir()
+    tiny_opt['datasets']['train']['dataroot_gt'] = str(tmp_path / 'empty')
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert f'datasets.train.dataroot_gt: folder {tmp_path / "empty"} holds no images' in err
+
+
+@pytest.mark.parametrize('exits, expected', [
+    ([4, 2], 'option `network_g.exits`: exits must be in ascending order, got [4, 2]'),
+    ([8], 'option `network_g.exits`: exits must lie in [1, num_block - 1] = [1, 7]'),
+])
+def test_invalid_exits(tiny_opt, tmp_path, monkeypatch, capsys, exits, expected):
+    tiny_opt['network_g'].update(num_block=8, exits=exits)
+    assert expected in _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+
+
+def test_unknown_scale(tiny_opt, tmp_path, monkeypatch, capsys):
+    tiny_opt['scale'] = 5
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert 'option `scale` must be one of [2, 3, 4], got 5' in err
+
+
+def test_scale_and_upscale_differ(tiny_opt, tmp_path, monkeypatch, capsys):
+    tiny_opt['network_g']['upscale'] = 2
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert 'option `network_g.upscale` (2) differs from `scale` (4)' in err
+
+
+def test_negative_loss_weight(tiny_opt, tmp_path, monkeypatch, capsys):
+    tiny_opt['train']['pixel_opt']['distill_weight'] = -0.1
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert 'option `train.pixel_opt`: distill_weight must be a number >= 0, got -0.1' in err
+
+
+# --- data checks, called directly -------------------------------------------------------------------------------
+
+@pytest.fixture
+def pair(tmp_path):
+    return make_paired_folder(str(tmp_path / 'set'), n=3, size=48)
+
+
+def test_size_mismatch_names_both_files(pair):
+    gt, lq = pair
+    shutil.copy(osp.join(gt, 'img01.png'), osp.join(lq, 'img01.png'))  # an HR where its LR should be
+    with pytest.raises(UserError, match=r'sizes do not match scale 4: HR .*img01.png is 48x48, so its LR should be '
+                       r'12x12, but .*LR/img01.png is 48x48'):
+        check_paired_folders(gt, lq, 4, 'datasets.train')
+
+
+def test_lr_without_hr_and_hr_without_lr_are_listed(pair):
+    gt, lq = pair
+    shutil.copy(osp.join(lq, 'img00.png'), osp.join(lq, 'extra.png'))
+    with pytest.raises(UserError, match=r'1 LR image\(s\) in .* have no HR image in .*: extra.png'):
+        check_paired_folders(gt, lq, 4, 'datasets.train')
+    os.remove(osp.join(lq, 'extra.png'))
+    os.remove(osp.join(lq, 'img02.png'))
+    with pytest.raises(UserError, match=r'1 HR image\(s\) in .* have no LR image of the same name in .*: img02.png'):
+        check_paired_folders(gt, lq, 4, 'datasets.train')
+
+
+def test_non_image_zero_byte_and_unreadable_files(pair):
+    gt, lq = pair
+    open(osp.join(gt, 'notes.txt'), 'w').write('hello')
+    with pytest.raises(UserError, match=r'holds files that are not images: notes.txt'):
+        check_paired_folders(gt, lq, 4, 'datasets.train')
+    os.remove(osp.join(gt, 'notes.txt'))
+    open(osp.join(gt, 'img01.png'), 'w').close()
+    with pytest.raises(UserError, match=r'img01.png is an empty \(zero-byte\) file'):
+        check_paired_folders(gt, lq, 4, 'datasets.train')
+    open(osp.join(gt, 'img01.png'), 'wb').write(b'not a png at all')
+    with pytest.raises(UserError, match=r'img01.png cannot be read as an image'):
+        check_paired_folders(gt, lq, 4, 'datasets.train')
+
+
+def test_patch_larger_than_image_and_inexact_training_sizes(pair, tmp_path):
+    gt, lq = pair
+    with pytest.raises(UserError, match=r'datasets.train.gt_size: the training patch \(64x64\) is larger than HR '
+                       r'image .*img00.png \(48x48\)'):
+        check_paired_folders(gt, lq, 4, 'datasets.train', gt_size=64)
+    assert check_paired_folders(gt, lq, 4, 'datasets.train', gt_size=48, exact=True) == 3
