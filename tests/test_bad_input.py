@@ -28,7 +28,7 @@ def test_sd_x4_without_div2k_says_how_to_prepare_it_no_traceback(tmp_path):
     result = run_train(tmp_path, '-opt', osp.join(REPO, 'options', 'sd_x4.yml'), cwd=tmp_path)
     assert result.returncode == 2
     assert 'Traceback' not in result.stderr
-    assert 'datasets.train.dataroot_gt: folder datasets/DIV2K/DIV2K_train_HR_sub does not exist' in result.stderr
+    assert 'datasets.train.dataroot_gt: folder datasets/DIV2K/HR_sub does not exist' in result.stderr
     assert 'DIV2K is not prepared: see datasets/README.md' in result.stderr and '`make demo`' in result.stderr
     assert not (tmp_path / 'experiments').exists()
 

@@ -9,6 +9,7 @@ from conftest import SHARED, photo_crops
 
 from srdistill.data.prepare import prepare_paired_folder, subimage_origins, write_image
 from srdistill.utils.errors import UserError
+from srdistill.utils.matlab_imresize import imresize
 
 
 @pytest.fixture
@@ -87,3 +88,21 @@ def test_benchmark_mode_reproduces_published_set5_lr(tmp_path):
         ours = cv2.imread(osp.join(out, 'LR_bicubic', 'X3', name), cv2.IMREAD_UNCHANGED)
         published = cv2.imread(osp.join(SHARED, 'datasets', 'Set5', 'LR_bicubic', 'X3', name), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(ours, published), name
+
+
+def test_subimage_lr_is_the_crop_of_the_full_image_lr(hr_folder, tmp_path):
+    out = str(tmp_path / 'sub')
+    prepare_paired_folder([hr_folder], out, scales=(2, 4), crop_size=48, step=24, workers=1, show_progress=False)
+    full = cv2.imread(osp.join(hr_folder, 'p0.png'))[:100, :128]  # mod-crop to lcm(2, 4)
+    for s in (2, 4):
+        lr_full = imresize(full, 1 / s)
+        # p0_s007 is row 1 (y=24), column 1 (x=24) of the 5-column grid
+        sub_lr = cv2.imread(osp.join(out, 'LR_bicubic', f'X{s}_sub', 'p0_s007.png'))
+        assert np.array_equal(sub_lr, lr_full[24 // s:72 // s, 24 // s:72 // s])
+        assert np.array_equal(cv2.imread(osp.join(out, 'HR_sub', 'p0_s007.png')), full[24:72, 24:72])
+
+
+def test_crop_and_step_must_be_multiples_of_the_scales(hr_folder, tmp_path):
+    with pytest.raises(UserError, match=r'--crop-size 48 and --step 20 must be multiples of every scale \(\[3\]'):
+        prepare_paired_folder([hr_folder], str(tmp_path / 'o'), scales=(2, 3), crop_size=48, step=20,
+                              show_progress=False)

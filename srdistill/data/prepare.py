@@ -90,7 +90,12 @@ def write_image(img, path, overwrite=False):
 
 
 def _prepare_one(path, out_root, scales, mod_crop_hr, crop_size, step, min_size, keep_channels, overwrite):
-    """Worker: write the HR (or its sub-images) and its LR images for one file. Returns (written, skipped_reason)."""
+    """Worker: write the HR (or its sub-images) and its LR images for one file. Returns (written, skipped_reason).
+
+    LR images are made from the whole (mod-cropped) HR image and then cropped, so a sub-image's LR is exactly the
+    corresponding part of the full image's LR (as with DIV2K's official LR files), not a resize of the crop with
+    mirrored borders.
+    """
     img = read_image(path, keep_channels)
     name = osp.splitext(osp.basename(path))[0]
     h, w = img.shape[:2]
@@ -98,20 +103,30 @@ def _prepare_one(path, out_root, scales, mod_crop_hr, crop_size, step, min_size,
         return 0, f'{osp.basename(path)} ({w}x{h}) is smaller than {max(min_size, crop_size or 0)} px'
     if mod_crop_hr:
         img = mod_crop(img, math.lcm(*scales))
-    if crop_size:
-        crops = [(f'{name}_s{i + 1:03d}', img[y:y + crop_size, x:x + crop_size])
-                 for i, (y, x) in enumerate((y, x) for y in subimage_origins(img.shape[0], crop_size, step)
-                                            for x in subimage_origins(img.shape[1], crop_size, step))]
-    else:
-        crops = [(name, img)]
     sub = '_sub' if crop_size else ''
+    if crop_size:
+        boxes = [(f'{name}_s{i + 1:03d}', y, x) for i, (y, x) in enumerate(
+            (y, x) for y in subimage_origins(img.shape[0], crop_size, step)
+            for x in subimage_origins(img.shape[1], crop_size, step))]
+    else:
+        boxes = [(name, 0, 0)]
+    size = crop_size or max(img.shape[:2])
+
+    def todo(folder):
+        return [(n, y, x) for n, y, x in boxes if overwrite or not osp.exists(osp.join(folder, f'{n}.png'))]
+
     written = 0
-    for crop_name, hr in crops:
-        written += write_image(hr, osp.join(out_root, f'HR{sub}', f'{crop_name}.png'), overwrite)
-        for s in scales:
-            lr_path = osp.join(out_root, 'LR_bicubic', f'X{s}{sub}', f'{crop_name}.png')
-            if overwrite or not osp.exists(lr_path):
-                written += write_image(imresize(mod_crop(hr, s), 1 / s), lr_path, overwrite)
+    hr_dir = osp.join(out_root, f'HR{sub}')
+    for crop_name, y, x in todo(hr_dir):
+        written += write_image(img[y:y + size, x:x + size], osp.join(hr_dir, f'{crop_name}.png'), overwrite)
+    for s in scales:
+        lr_dir = osp.join(out_root, 'LR_bicubic', f'X{s}{sub}')
+        missing = todo(lr_dir)
+        if missing:
+            lr = imresize(mod_crop(img, s), 1 / s)
+            for crop_name, y, x in missing:
+                crop = lr[y // s:(y + size) // s, x // s:(x + size) // s]
+                written += write_image(crop, osp.join(lr_dir, f'{crop_name}.png'), overwrite)
     return written, None
 
 
@@ -125,7 +140,7 @@ def prepare_paired_folder(inputs, out_root, scales=(4, ), mod_crop_hr=True, crop
         scales (tuple[int]): LR scales to write. Default: (4,).
         mod_crop_hr (bool): Crop HR to a multiple of every scale (training sets). False keeps HR as is (benchmarks).
         crop_size (int | None): Cut HR into sub-images of this size (with ``step``). None: whole images.
-        step (int | None): Sub-image stride. Default: ``crop_size // 2``.
+        step (int | None): Sub-image stride. Default: ``crop_size // 2``. Both must be multiples of every scale.
         min_size (int): Skip (and report) images whose shorter side is below this. Default: 0.
         keep_channels (bool): Keep grayscale/alpha/16-bit as they are (benchmarks); else read as 8-bit BGR.
         overwrite (bool): Replace existing output files. Default: False (they are skipped).
@@ -136,8 +151,12 @@ def prepare_paired_folder(inputs, out_root, scales=(4, ), mod_crop_hr=True, crop
         dict: ``images`` (inputs used), ``written`` (files written), ``skipped`` (list of reasons).
     """
     files = find_images(inputs)
-    if crop_size is not None and step is None:
-        step = crop_size // 2
+    if crop_size is not None:
+        step = step or crop_size // 2
+        bad = [s for s in scales if crop_size % s or step % s]
+        if bad:
+            raise UserError(f'--crop-size {crop_size} and --step {step} must be multiples of every scale ({bad} does '
+                            'not divide them), so each HR sub-image has an exact LR counterpart.')
     job = partial(_prepare_one, out_root=out_root, scales=tuple(scales), mod_crop_hr=mod_crop_hr, crop_size=crop_size,
                   step=step, min_size=min_size, keep_channels=keep_channels, overwrite=overwrite)
     workers = min(workers or os.cpu_count() or 1, len(files))
