@@ -7,5 +7,5 @@ from srdistill import compat
 
 compat.apply()
 
-from srdistill import archs, data, losses, models  # noqa: E402,F401  (registers components; needs compat first)
+from srdistill import archs, data, losses, metrics, models  # noqa: E402,F401  (registers components; needs compat first)
 from srdistill.version import __version__  # noqa: E402,F401
