@@ -24,7 +24,7 @@ def hr_folder(tmp_path):
 def test_training_set_hr_is_exactly_scale_times_lr(hr_folder, tmp_path):
     out = str(tmp_path / 'set')
     summary = prepare_paired_folder([hr_folder], out, scales=(2, 3, 4), workers=1, show_progress=False)
-    assert summary == dict(images=3, written=12, skipped=[])
+    assert summary == dict(images=3, written=12, skipped=[], notes=[])
     for name in ('p0.png', 'p1.png', 'p2.png'):
         hr = cv2.imread(osp.join(out, 'HR', name))
         assert hr.shape[0] % 12 == 0 and hr.shape[1] % 12 == 0  # mod-cropped to lcm(2, 3, 4)
@@ -73,6 +73,9 @@ def test_errors_name_the_input(tmp_path):
     bad = tmp_path / 'bad'
     bad.mkdir()
     (bad / 'broken.png').write_bytes(b'\x89PNG garbage')
+    with pytest.raises(UserError, match=r'broken.png is truncated \(the end of the file is missing\)'):
+        prepare_paired_folder([str(bad)], str(tmp_path / 'o'), workers=1, show_progress=False)
+    (bad / 'broken.png').write_bytes(b'this is text, not an image')
     with pytest.raises(UserError, match='broken.png cannot be read as an image'):
         prepare_paired_folder([str(bad)], str(tmp_path / 'o'), workers=1, show_progress=False)
 

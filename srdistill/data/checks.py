@@ -47,20 +47,78 @@ def list_images(folder, role, hint=''):
     return names
 
 
-def image_size(path):
-    """(height, width) of an image from its header.
+def check_complete(path):
+    """Raise if an image file is empty or truncated, from its format's end marker (reads only its first/last bytes).
+
+    PNG must contain its ``IEND`` chunk, JPEG end with the EOI marker, BMP and WebP be as long as their headers say.
+    Other formats are left to the decoder.
 
     Raises:
-        UserError: Empty file, or a file no image reader recognises.
+        UserError: Zero-byte or truncated file.
     """
-    if osp.getsize(path) == 0:
+    size = osp.getsize(path)
+    if size == 0:
         raise UserError(f'{path} is an empty (zero-byte) file. Remove it or re-create it.')
+    with open(path, 'rb') as f:
+        head = f.read(16)
+        f.seek(max(0, size - 64))
+        tail = f.read()
+    if head.startswith(b'\x89PNG'):
+        complete = b'IEND' in tail
+    elif head.startswith(b'\xff\xd8'):
+        complete = tail.rstrip(b'\x00\r\n ').endswith(b'\xff\xd9')
+    elif head.startswith(b'BM'):
+        complete = size >= int.from_bytes(head[2:6], 'little')
+    elif head[:4] == b'RIFF' and head[8:12] == b'WEBP':
+        complete = size >= int.from_bytes(head[4:8], 'little') + 8
+    else:
+        complete = True
+    if not complete:
+        raise UserError(f'{path} is truncated (the end of the file is missing). Re-create or re-download it.')
+
+
+def image_size(path):
+    """(height, width) of an image from its header, after :func:`check_complete`.
+
+    Raises:
+        UserError: Empty, truncated, or a file no image reader recognises.
+    """
+    check_complete(path)
     try:
         with Image.open(path) as img:
             width, height = img.size
     except (UnidentifiedImageError, OSError) as err:
         raise UserError(f'{path} cannot be read as an image ({err}). Remove it or re-create it.') from None
     return height, width
+
+
+def check_meta_info(meta_info_file, folders, role):
+    """Check a BasicSR meta-info file (first column: HR file names) names only files present in ``folders``.
+
+    Args:
+        meta_info_file (str): The text file.
+        folders (list[str]): Folders every named file must be in (the HR folder; LR too when names match).
+        role (str): The options path, for messages.
+
+    Returns:
+        list[str]: The names.
+
+    Raises:
+        UserError: Missing meta-info file, empty, or naming missing files (listed).
+    """
+    if not osp.isfile(meta_info_file):
+        raise UserError(f'{role}.meta_info_file: {meta_info_file} does not exist. Fix the path, or remove the option '
+                        'to use every image in the folders.')
+    with open(meta_info_file) as f:
+        names = [line.split()[0] for line in f if line.strip()]
+    if not names:
+        raise UserError(f'{role}.meta_info_file: {meta_info_file} names no files.')
+    for folder in folders:
+        missing = [n for n in names if not osp.isfile(osp.join(folder, n))]
+        if missing:
+            raise UserError(f'{role}.meta_info_file: {meta_info_file} names {len(missing)} file(s) missing from '
+                            f'{folder}: {_listing(missing)}. Re-create the meta-info file or the folder.')
+    return names
 
 
 def check_paired_folders(gt_folder, lq_folder, scale, role, gt_size=None, filename_tmpl='{}', hint='', exact=False):

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from srdistill.data.checks import IMAGE_EXTENSIONS
+from srdistill.data.checks import IMAGE_EXTENSIONS, check_complete
 from srdistill.utils.errors import UserError
 from srdistill.utils.matlab_imresize import imresize, mod_crop
 
@@ -52,17 +52,52 @@ def find_images(inputs):
 
 
 def read_image(path, keep_channels=False):
-    """Read an image as uint8 BGR (H, W, 3), or with its own channels (gray stays 2-D) when ``keep_channels``.
+    """Read an image for a dataset.
+
+    Args:
+        path (str): Image file.
+        keep_channels (bool): True (benchmarks): the file's own kind, unchanged (grayscale stays 2-D, 16-bit stays
+            uint16, alpha is kept). False (training sets): uint8 BGR (H, W, 3), see :func:`to_training_image`.
+
+    Returns:
+        tuple[np.ndarray, list[str]]: The image and what was converted (for the summary).
 
     Raises:
-        UserError: The file is empty or cannot be decoded.
+        UserError: The file is empty, truncated or cannot be decoded.
     """
-    if osp.getsize(path) == 0:
-        raise UserError(f'{path} is an empty (zero-byte) file. Remove it or re-create it.')
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED if keep_channels else cv2.IMREAD_COLOR)
+    check_complete(path)
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise UserError(f'{path} cannot be read as an image. Remove it or re-create it.')
-    return img
+    return (img, []) if keep_channels else to_training_image(img, path)
+
+
+def to_training_image(img, path=''):
+    """Make any decoded image a uint8 BGR (H, W, 3) training image, deliberately.
+
+    - 16-bit: scaled to 8 bits, ``round(v / 257)`` (65535 -> 255), as training and the metrics are 8-bit;
+    - grayscale: replicated to three channels (the networks are RGB);
+    - RGBA: the colour channels are kept and alpha is dropped (an SR training pair needs no transparency;
+      compositing would invent a background).
+
+    Returns:
+        tuple[np.ndarray, list[str]]: The image and notes on each conversion made.
+    """
+    notes = []
+    if img.dtype == np.uint16:
+        img = np.floor(img.astype(np.float64) / 257 + 0.5).astype(np.uint8)
+        notes.append('16-bit scaled to 8-bit')
+    elif img.dtype != np.uint8:
+        raise UserError(f'{path}: unsupported pixel type {img.dtype}; convert it to 8- or 16-bit PNG.')
+    if img.ndim == 2 or img.shape[2] == 1:
+        img = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2BGR)
+        notes.append('grayscale replicated to 3 channels')
+    elif img.shape[2] == 4:
+        img = np.ascontiguousarray(img[..., :3])
+        notes.append('alpha dropped')
+    elif img.shape[2] != 3:
+        raise UserError(f'{path}: {img.shape[2]} channels; expected gray, RGB or RGBA.')
+    return img, notes
 
 
 def subimage_origins(length, crop_size, step, thresh_size=0):
@@ -90,17 +125,20 @@ def write_image(img, path, overwrite=False):
 
 
 def _prepare_one(path, out_root, scales, mod_crop_hr, crop_size, step, min_size, keep_channels, overwrite):
-    """Worker: write the HR (or its sub-images) and its LR images for one file. Returns (written, skipped_reason).
+    """Worker: write the HR (or its sub-images) and its LR images for one file.
+
+    Returns:
+        tuple[int, str | None, list[str]]: Files written, why the file was skipped (or None), conversion notes.
 
     LR images are made from the whole (mod-cropped) HR image and then cropped, so a sub-image's LR is exactly the
     corresponding part of the full image's LR (as with DIV2K's official LR files), not a resize of the crop with
     mirrored borders.
     """
-    img = read_image(path, keep_channels)
+    img, notes = read_image(path, keep_channels)
     name = osp.splitext(osp.basename(path))[0]
     h, w = img.shape[:2]
     if min(h, w) < max(min_size, crop_size or 0):
-        return 0, f'{osp.basename(path)} ({w}x{h}) is smaller than {max(min_size, crop_size or 0)} px'
+        return 0, f'{osp.basename(path)} ({w}x{h}) is smaller than {max(min_size, crop_size or 0)} px', []
     if mod_crop_hr:
         img = mod_crop(img, math.lcm(*scales))
     sub = '_sub' if crop_size else ''
@@ -118,6 +156,8 @@ def _prepare_one(path, out_root, scales, mod_crop_hr, crop_size, step, min_size,
     written = 0
     hr_dir = osp.join(out_root, f'HR{sub}')
     for crop_name, y, x in todo(hr_dir):
+        if osp.realpath(osp.join(hr_dir, f'{crop_name}.png')) == osp.realpath(path):
+            continue  # a benchmark HR prepared in place is its own output
         written += write_image(img[y:y + size, x:x + size], osp.join(hr_dir, f'{crop_name}.png'), overwrite)
     for s in scales:
         lr_dir = osp.join(out_root, 'LR_bicubic', f'X{s}{sub}')
@@ -127,7 +167,7 @@ def _prepare_one(path, out_root, scales, mod_crop_hr, crop_size, step, min_size,
             for crop_name, y, x in missing:
                 crop = lr[y // s:(y + size) // s, x // s:(x + size) // s]
                 written += write_image(crop, osp.join(lr_dir, f'{crop_name}.png'), overwrite)
-    return written, None
+    return written, None, [f'{osp.basename(path)}: {note}' for note in notes]
 
 
 def prepare_paired_folder(inputs, out_root, scales=(4, ), mod_crop_hr=True, crop_size=None, step=None, min_size=0,
@@ -148,9 +188,19 @@ def prepare_paired_folder(inputs, out_root, scales=(4, ), mod_crop_hr=True, crop
         show_progress (bool): Show a progress bar. Default: True.
 
     Returns:
-        dict: ``images`` (inputs used), ``written`` (files written), ``skipped`` (list of reasons).
+        dict: ``images`` (inputs used), ``written`` (files written), ``skipped`` (list of reasons), ``notes``
+        (conversions made to training images, see :func:`to_training_image`).
     """
     files = find_images(inputs)
+    sub = '_sub' if crop_size else ''
+    # folders whose files would differ from an input there (a benchmark HR copied as is may be prepared in place)
+    outputs = {osp.realpath(osp.join(out_root, 'LR_bicubic', f'X{s}{sub}')) for s in scales}
+    if mod_crop_hr or crop_size:
+        outputs.add(osp.realpath(osp.join(out_root, f'HR{sub}')))
+    clash = sorted({osp.dirname(osp.realpath(f)) for f in files} & outputs)
+    if clash:
+        raise UserError(f'the output folder {clash[0]} is also an input folder: preparing there could replace your '
+                        'images. Choose another --name or --root.')
     if crop_size is not None:
         step = step or crop_size // 2
         bad = [s for s in scales if crop_size % s or step % s]
@@ -160,17 +210,18 @@ def prepare_paired_folder(inputs, out_root, scales=(4, ), mod_crop_hr=True, crop
     job = partial(_prepare_one, out_root=out_root, scales=tuple(scales), mod_crop_hr=mod_crop_hr, crop_size=crop_size,
                   step=step, min_size=min_size, keep_channels=keep_channels, overwrite=overwrite)
     workers = min(workers or os.cpu_count() or 1, len(files))
-    written, skipped = 0, []
+    written, skipped, notes = 0, [], []
     bar = tqdm(total=len(files), unit='image', desc=f'Preparing {osp.basename(osp.normpath(out_root))}',
                disable=not show_progress)
     with Pool(workers) if workers > 1 else _InProcess() as pool:
-        for n, reason in pool.imap(job, files):
+        for n, reason, file_notes in pool.imap(job, files):
             written += n
+            notes += file_notes
             if reason:
                 skipped.append(reason)
             bar.update(1)
     bar.close()
-    return dict(images=len(files) - len(skipped), written=written, skipped=skipped)
+    return dict(images=len(files) - len(skipped), written=written, skipped=skipped, notes=notes)
 
 
 class _InProcess:

@@ -6,11 +6,13 @@ Components are built straight from the registries: BasicSR's ``build_*`` helpers
 before the pipeline configures it, and the log file would then never be written.
 """
 
+from os import path as osp
+
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
 from srdistill.archs.multi_exit_srresnet_arch import SUPPORTED_SCALES
-from srdistill.data.checks import check_paired_folders
+from srdistill.data.checks import check_meta_info, check_paired_folders
 from srdistill.utils.errors import UserError
 
 PREPARE_HINT = ('Prepare it with `python tools/prepare_data.py folder --hr <HR images> --name <name>` (see '
@@ -69,12 +71,24 @@ def _check_datasets(opt, opt_path, scale):
         raise UserError(f'{opt_path}: option `datasets.train` is missing.')
     for phase, dataset_opt in datasets.items():
         role = f'{opt_path}: datasets.{phase}'
-        if dataset_opt.get('type') != 'PairedImageDataset' or dataset_opt.get('io_backend', {}).get('type') != 'disk':
-            continue  # other datasets and LMDB are checked by BasicSR when built
+        if dataset_opt.get('type') != 'PairedImageDataset':
+            continue  # other dataset types are checked by BasicSR when built
         for key in ('dataroot_gt', 'dataroot_lq'):
             if not dataset_opt.get(key):
                 raise UserError(f'{role}: option `{key}` is missing.')
         is_div2k = 'div2k' in (dataset_opt['dataroot_gt'] + dataset_opt['dataroot_lq']).lower()
+        backend = dataset_opt.get('io_backend', {}).get('type')
+        if backend == 'lmdb':
+            for key in ('dataroot_gt', 'dataroot_lq'):
+                meta = osp.join(dataset_opt[key], 'meta_info.txt')
+                if not osp.isfile(meta):
+                    raise UserError(f'{role}.{key}: {dataset_opt[key]} is not a complete LMDB (no {meta}). '
+                                    f'{DIV2K_HINT if is_div2k else PREPARE_HINT}')
+            continue
+        if backend != 'disk':
+            continue
+        if dataset_opt.get('meta_info_file'):
+            check_meta_info(dataset_opt['meta_info_file'], [dataset_opt['dataroot_gt']], role)
         check_paired_folders(
             dataset_opt['dataroot_gt'],
             dataset_opt['dataroot_lq'],

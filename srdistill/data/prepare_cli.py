@@ -1,0 +1,114 @@
+"""``tools/prepare_data.py``: paired HR/LR datasets with LR made exactly as MATLAB's bicubic imresize.
+
+    python tools/prepare_data.py div2k [--splits train valid] [--lmdb]             DIV2K, downloaded when needed
+    python tools/prepare_data.py benchmark --download Set5 Set14 BSD100 Urban100  the four test sets (EDSR's package)
+    python tools/prepare_data.py benchmark --hr path/to/Set14/HR --name Set14     a test set from its HR folder
+    python tools/prepare_data.py folder --hr my_photos/ --name MySet              a training set from any photos
+
+Outputs go to <repo>/datasets by default (--root); existing files are kept unless --overwrite. See datasets/README.md.
+"""
+import argparse
+import sys
+from os import path as osp
+
+from srdistill.data.benchmarks import BENCHMARK_URL, BENCHMARKS, fetch_benchmarks
+from srdistill.data.div2k import DIV2K_URL, prepare_div2k
+from srdistill.data.lmdb_pack import pack_lmdb
+from srdistill.data.prepare import prepare_paired_folder
+from srdistill.utils.errors import UserError
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir))
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog='prepare_data.py', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument('--root', default=osp.join(REPO, 'datasets'), help='datasets folder (default: %(default)s)')
+    common.add_argument('--scales', nargs='+', type=int, default=[2, 3, 4], help='LR scales (default: 2 3 4)')
+    common.add_argument('--workers', type=int, default=None, help='worker processes (default: all CPUs)')
+    common.add_argument('--overwrite', action='store_true', help='replace existing output files')
+
+    div2k = sub.add_parser('div2k', parents=[common], help='DIV2K: download, check, unpack, sub-images, LR (, LMDB)')
+    div2k.add_argument('--splits', nargs='+', choices=['train', 'valid'], default=['train'])
+    div2k.add_argument('--crop-size', type=int, default=480, help='sub-image size (default: 480)')
+    div2k.add_argument('--step', type=int, default=240, help='sub-image stride (default: 240)')
+    div2k.add_argument('--archive-dir', default=None, help='folder already holding DIV2K_<split>_HR.zip (no download)')
+    div2k.add_argument('--url', default=DIV2K_URL, help='where the zips are fetched from (default: %(default)s)')
+    div2k.add_argument('--lmdb', action='store_true', help='also pack each folder into an LMDB')
+
+    bench = sub.add_parser('benchmark', parents=[common], help='a test set: HR kept as is, LR as the published files')
+    source = bench.add_mutually_exclusive_group(required=True)
+    source.add_argument('--hr', nargs='+', help='HR image files and/or folders (with --name)')
+    source.add_argument('--download', nargs='+', choices=list(BENCHMARKS), help='fetch these sets')
+    bench.add_argument('--name', help='output folder name under --root (with --hr)')
+    bench.add_argument('--archive', default=None, help='a local copy of benchmark.tar (with --download)')
+    bench.add_argument('--url', default=BENCHMARK_URL, help='benchmark.tar address (default: %(default)s)')
+
+    folder = sub.add_parser('folder', parents=[common], help='a training set from any folder of HR images')
+    folder.add_argument('--hr', nargs='+', required=True, help='HR image files and/or folders')
+    folder.add_argument('--name', required=True, help='output folder name under --root')
+    folder.add_argument('--crop-size', type=int, default=None, help='cut HR into sub-images of this size')
+    folder.add_argument('--step', type=int, default=None, help='sub-image stride (default: crop-size / 2)')
+    folder.add_argument('--min-size', type=int, default=0, help='skip images with a shorter side below this')
+    folder.add_argument('--lmdb', action='store_true', help='also pack the folders into LMDBs')
+    return parser
+
+
+def _report(summary):
+    for reason in summary.get('skipped', []):
+        print(f'skipped: {reason}')
+    for note in summary.get('notes', []):
+        print(f'converted: {note}')
+
+
+def _print_option_lines(gt, lqs):
+    print(f'options:  dataroot_gt: {osp.relpath(gt, REPO)}')
+    for scale, lq in lqs:
+        print(f'          dataroot_lq: {osp.relpath(lq, REPO)}   (scale: {scale})')
+
+
+def run(args):
+    """Carry out one parsed command. Raises UserError on bad input."""
+    if args.command == 'div2k':
+        folders = prepare_div2k(args.root, splits=tuple(args.splits), scales=tuple(args.scales),
+                                crop_size=args.crop_size, step=args.step, base_url=args.url,
+                                archive_dir=args.archive_dir, lmdb=args.lmdb, workers=args.workers,
+                                overwrite=args.overwrite)
+        for split in args.splits:
+            print(f'DIV2K {split}:')
+            _print_option_lines(folders[f'{split}_gt'], [(s, folders[f'{split}_lq_x{s}']) for s in args.scales])
+        return
+    if args.command == 'benchmark' and args.download:
+        for name, out in fetch_benchmarks(args.root, names=tuple(args.download), scales=tuple(args.scales),
+                                          url=args.url, archive=args.archive, workers=args.workers).items():
+            print(f'{name}:')
+            _print_option_lines(osp.join(out, 'HR'), [(s, osp.join(out, 'LR_bicubic', f'X{s}')) for s in args.scales])
+        return
+    if not args.name:
+        raise UserError('--name is required with --hr (the output folder under --root).')
+    is_folder = args.command == 'folder'
+    out = osp.join(args.root, args.name)
+    summary = prepare_paired_folder(
+        args.hr, out, scales=tuple(args.scales), mod_crop_hr=is_folder, keep_channels=not is_folder,
+        crop_size=args.crop_size if is_folder else None, step=args.step if is_folder else None,
+        min_size=args.min_size if is_folder else 0, overwrite=args.overwrite, workers=args.workers)
+    _report(summary)
+    sub = '_sub' if is_folder and args.crop_size else ''
+    gt, lqs = osp.join(out, f'HR{sub}'), [(s, osp.join(out, 'LR_bicubic', f'X{s}{sub}')) for s in args.scales]
+    if is_folder and args.lmdb:
+        gt, lqs = pack_lmdb(gt), [(s, pack_lmdb(lq)) for s, lq in lqs]
+    print(f"{summary['images']} images -> {out} ({summary['written']} files written, existing ones kept)")
+    _print_option_lines(gt, lqs)
+
+
+def main(argv=None):
+    """Entry point; returns the exit status (2 on bad input, with one message and no traceback)."""
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except UserError as err:
+        print(f'srdistill: error: {err}', file=sys.stderr)
+        return 2
+    return 0
