@@ -65,8 +65,8 @@ TINY_OPT = {
     },
     'val': {
         'val_freq': 2, 'save_img': False,
-        'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True},
-                    'ssim': {'type': 'calculate_ssim', 'crop_border': 4, 'test_y_channel': True}},
+        'metrics': {'psnr': {'type': 'calculate_psnr_y', 'crop_border': 4},
+                    'ssim': {'type': 'calculate_ssim_y', 'crop_border': 4}},
     },
     'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': True},
 }

@@ -1,21 +1,23 @@
 """PSNR/SSIM of every exit of a checkpoint (one forward pass of the trunk per image) and of bicubic upsampling.
 
-Protocol: Y channel (ITU-R BT.601, BasicSR's ``bgr2ycbcr``), ``scale`` pixels cropped from each border, SR output
-rounded to 8 bits; the HR is cropped top-left to the LR size times the scale; bicubic is MATLAB's ``imresize`` of the
-LR image (rounded to uint8 after each pass, as MATLAB does).
+Protocol: the published one (:mod:`srdistill.metrics.psnr_ssim_y_metric`): SR output rounded to 8 bits, Y channel of
+ITU-R BT.601 as MATLAB's ``rgb2ycbcr`` computes it (a grayscale image is its own Y), ``scale`` pixels cropped from
+each border; the HR is cropped top-left to the LR size times the scale; bicubic is MATLAB's ``imresize`` of the LR
+image (rounded to uint8 after each pass). A grayscale LR is fed to the network as three equal channels and the
+mean of the three output channels is its SR image.
 """
 import os
 from collections import OrderedDict
 from os import path as osp
 
 import cv2
+import numpy as np
 import torch
-from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
 from basicsr.utils.registry import ARCH_REGISTRY
 
+from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample, calculate_psnr_y, calculate_ssim_y
 from srdistill.utils.errors import UserError
-from srdistill.utils.matlab_imresize import imresize
 
 
 def default_device():
@@ -60,12 +62,33 @@ def paired_files(gt_folder, lq_folder):
 
 def _scores(sr, gt, scale):
     gt = gt[:sr.shape[0], :sr.shape[1]]
-    return (calculate_psnr(sr, gt, crop_border=scale, test_y_channel=True),
-            calculate_ssim(sr, gt, crop_border=scale, test_y_channel=True))
+    return calculate_psnr_y(sr, gt, crop_border=scale), calculate_ssim_y(sr, gt, crop_border=scale)
+
+
+def _read(path):
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise UserError(f'{path} cannot be read as an image.')
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    return img
+
+
+def super_resolve(net, lq, device):
+    """Every output of ``net`` for a uint8 LR image (BGR HxWx3 or gray HxW), as uint8 images of the same kind."""
+    gray = lq.ndim == 2
+    x = np.repeat(lq[..., None], 3, axis=2) if gray else lq
+    with torch.no_grad():
+        outputs = net(img2tensor(x / 255., bgr2rgb=True, float32=True)[None].to(device), exit='all')
+    results = OrderedDict()
+    for depth, out in outputs.items():
+        sr = tensor2img([out.cpu()])
+        results[f'e{depth}'] = np.floor(sr.astype(np.float64).mean(axis=2) + 0.5).astype(np.uint8) if gray else sr
+    return results
 
 
 def evaluate(net, pairs, scale, device=None):
-    """Mean PSNR/SSIM of bicubic and of every output of ``net`` over ``pairs``.
+    """Mean PSNR/SSIM of bicubic and of every output of ``net`` over ``pairs`` (the module's protocol).
 
     Args:
         net (nn.Module): A network whose ``forward(x, exit='all')`` returns ``{depth: SR}``.
@@ -79,11 +102,9 @@ def evaluate(net, pairs, scale, device=None):
     device = device or next(net.parameters()).device
     sums = OrderedDict()
     for gt_path, lq_path in pairs:
-        gt, lq = cv2.imread(gt_path, cv2.IMREAD_COLOR), cv2.imread(lq_path, cv2.IMREAD_COLOR)
-        results = {'bicubic': imresize(lq, scale)}
-        with torch.no_grad():
-            outputs = net(img2tensor(lq / 255., bgr2rgb=True, float32=True)[None].to(device), exit='all')
-        results.update((f'e{depth}', tensor2img([out.cpu()])) for depth, out in outputs.items())
+        gt, lq = _read(gt_path), _read(lq_path)
+        results = OrderedDict(bicubic=bicubic_upsample(lq, scale))
+        results.update(super_resolve(net, lq, device))
         for key, sr in results.items():
             psnr, ssim = _scores(sr, gt, scale)
             total = sums.setdefault(key, [0., 0.])
