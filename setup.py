@@ -24,8 +24,8 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['srdistill', 'srdistill.*']),
     install_requires=[
-        'torch>=2.1',
-        'torchvision>=0.16',
+        'torch>=2.6',  # torch.load defaults to weights_only=True from 2.6 on (BasicSR's loaders rely on it)
+        'torchvision>=0.21',
         'basicsr==1.4.2',  # srdistill/compat.py fixes exactly this release
         'numpy',
         'opencv-python',

@@ -120,3 +120,11 @@ def test_patch_larger_than_image_and_inexact_training_sizes(pair, tmp_path):
                        r'image .*img00.png \(48x48\)'):
         check_paired_folders(gt, lq, 4, 'datasets.train', gt_size=64)
     assert check_paired_folders(gt, lq, 4, 'datasets.train', gt_size=48, exact=True) == 3
+
+
+def test_meta_info_file_naming_missing_files(tiny_opt, tmp_path, monkeypatch, capsys):
+    meta = tmp_path / 'meta_info.txt'
+    meta.write_text('img00.png (48,48,3) 1\nimg07.png (48,48,3) 1\n')
+    tiny_opt['datasets']['train']['meta_info_file'] = str(meta)
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert f'datasets.train.meta_info_file: {meta} names 1 file(s) missing from ' in err and ': img07.png.' in err

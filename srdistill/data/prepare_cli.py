@@ -63,10 +63,16 @@ def _report(summary):
         print(f'converted: {note}')
 
 
+def _shown(path):
+    """Relative to the repository when inside it (as the options files write paths), else absolute."""
+    path = osp.abspath(path)
+    return osp.relpath(path, REPO) if path.startswith(REPO + osp.sep) else path
+
+
 def _print_option_lines(gt, lqs):
-    print(f'options:  dataroot_gt: {osp.relpath(gt, REPO)}')
+    print(f'options:  dataroot_gt: {_shown(gt)}')
     for scale, lq in lqs:
-        print(f'          dataroot_lq: {osp.relpath(lq, REPO)}   (scale: {scale})')
+        print(f'          dataroot_lq: {_shown(lq)}   (scale: {scale})')
 
 
 def run(args):
