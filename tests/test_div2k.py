@@ -93,8 +93,10 @@ def test_div2k_end_to_end_on_a_stand_in_archive(server, tmp_path):
     members = {'train': _div2k_zip(www / 'DIV2K_train_HR.zip', 'train', [1, 2, 3]),
                'valid': _div2k_zip(www / 'DIV2K_valid_HR.zip', 'valid', [801])}
     root = str(tmp_path / 'datasets')
+    checksums = {split: (osp.getsize(www / f'DIV2K_{split}_HR.zip'), sha256sum(str(www / f'DIV2K_{split}_HR.zip')))
+                 for split in ('train', 'valid')}
     folders = prepare_div2k(root, splits=('train', 'valid'), scales=(2, 3, 4), crop_size=72, step=36, base_url=url,
-                            lmdb=True, members=members, workers=2, show_progress=False)
+                            lmdb=True, members=members, checksums=checksums, workers=2, show_progress=False)
 
     # 150x143 -> mod-12 crop 144x132 -> rows 0, 36, 72 ; columns 0, 36, 60 (flush) -> 9 sub-images per image
     hr_sub = sorted(os.listdir(folders['train_gt']))
@@ -118,7 +120,7 @@ def test_div2k_end_to_end_on_a_stand_in_archive(server, tmp_path):
     stamp = os.stat(osp.join(folders['train_lq_x3'], '0003_s009.png')).st_mtime_ns
     n_requests = len(requests)
     prepare_div2k(root, splits=('train', 'valid'), scales=(2, 3, 4), crop_size=72, step=36, base_url=url, lmdb=True,
-                  members=members, show_progress=False)
+                  members=members, checksums=checksums, show_progress=False)
     assert len(requests) == n_requests
     assert os.stat(osp.join(folders['train_lq_x3'], '0003_s009.png')).st_mtime_ns == stamp
 
@@ -126,14 +128,22 @@ def test_div2k_end_to_end_on_a_stand_in_archive(server, tmp_path):
 def test_div2k_archive_checks(server, tmp_path):
     www, url, _ = server
     _div2k_zip(www / 'DIV2K_train_HR.zip', 'train', [1, 2])
+    # the official size and SHA-256 are checked: a stand-in served as the official archive is refused and removed
+    with pytest.raises(UserError, match=r'DIV2K_train_HR.zip downloaded \d+ bytes, expected 3530603713'):
+        prepare_div2k(str(tmp_path / 'd'), base_url=url, show_progress=False)
+    assert not list((tmp_path / 'd' / 'DIV2K' / 'downloads').iterdir())
     with pytest.raises(UserError, match=r'DIV2K_train_HR.zip lacks DIV2K_train_HR/0003.png, .* \(798 in all\): it is '
                        'not the expected archive'):
-        prepare_div2k(str(tmp_path / 'd'), base_url=url, show_progress=False)
+        prepare_div2k(str(tmp_path / 'd'), base_url=url, checksums={}, show_progress=False)
     assert official_members('valid')[0] == 'DIV2K_valid_HR/0801.png' and len(official_members('train')) == 800
     (tmp_path / 'own').mkdir()
-    (tmp_path / 'own' / 'DIV2K_train_HR.zip').write_bytes(b'PK\x03\x04 truncated')
-    with pytest.raises(UserError, match='is not a readable zip or tar archive .* delete it'):
+    with pytest.raises(UserError, match=r'own/DIV2K_train_HR.zip not found: --archive-dir must hold'):
         prepare_div2k(str(tmp_path / 'd'), archive_dir=str(tmp_path / 'own'), show_progress=False)
+    (tmp_path / 'own' / 'DIV2K_train_HR.zip').write_bytes(b'PK\x03\x04 truncated')
+    with pytest.raises(UserError, match=r'is 14 bytes, the official archive 3530603713: it is incomplete'):
+        prepare_div2k(str(tmp_path / 'd'), archive_dir=str(tmp_path / 'own'), show_progress=False)
+    with pytest.raises(UserError, match='is not a readable zip or tar archive .* delete it'):
+        prepare_div2k(str(tmp_path / 'd'), archive_dir=str(tmp_path / 'own'), checksums={}, show_progress=False)
 
 
 def test_benchmark_fetch_from_edsr_style_tar(server, tmp_path):

@@ -2,7 +2,8 @@
 
 Steps (each resumable: rerunning skips finished work and redoes a half-written file):
 
-1. fetch ``DIV2K_train_HR.zip`` (and ``DIV2K_valid_HR.zip``) from the official address, or use a copy you already have;
+1. fetch ``DIV2K_train_HR.zip`` (and ``DIV2K_valid_HR.zip``) from the official address, checking the official size
+   and SHA-256, or use a copy you already have (its size is checked);
 2. check the archive holds exactly the expected images (0001-0800 for train, 0801-0900 for valid) and unpack them,
    CRC-checked, into ``<root>/DIV2K/DIV2K_train_HR``;
 3. train: crop 480x480 sub-images with step 240 (BasicSR's recipe; threshold 0, i.e. a last crop flush with each edge)
@@ -17,9 +18,16 @@ from srdistill.data.archives import extract
 from srdistill.data.download import download
 from srdistill.data.lmdb_pack import pack_lmdb
 from srdistill.data.prepare import prepare_paired_folder
+from srdistill.utils.errors import UserError
 
-DIV2K_URL = 'http://data.vision.ee.ethz.ch/cvl/DIV2K/'
+DIV2K_URL = 'https://data.vision.ee.ethz.ch/cvl/DIV2K/'
 SPLITS = {'train': range(1, 801), 'valid': range(801, 901)}
+# Size (bytes) and SHA-256 of the official archives, as TensorFlow Datasets records them
+# (tensorflow_datasets/url_checksums/div2k.txt).
+CHECKSUMS = {
+    'train': (3530603713, '9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335'),
+    'valid': (448993893, '20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc'),
+}
 
 
 def official_members(split):
@@ -28,7 +36,8 @@ def official_members(split):
 
 
 def prepare_div2k(root, splits=('train', ), scales=(2, 3, 4), crop_size=480, step=240, base_url=DIV2K_URL,
-                  archive_dir=None, lmdb=False, workers=None, overwrite=False, members=None, show_progress=True):
+                  archive_dir=None, lmdb=False, workers=None, overwrite=False, members=None, checksums=CHECKSUMS,
+                  show_progress=True):
     """Download (if needed), unpack and prepare DIV2K under ``<root>``.
 
     Args:
@@ -45,6 +54,8 @@ def prepare_div2k(root, splits=('train', ), scales=(2, 3, 4), crop_size=480, ste
         overwrite (bool): Replace existing prepared files. Default: False.
         members (dict[str, list[str]] | None): Expected archive members per split (for stand-in archives in tests).
             Default: the official names.
+        checksums (dict[str, tuple[int, str]]): (size, SHA-256) per split: a download is checked against both, an
+            archive in ``archive_dir`` against its size. Default: the official archives' (``CHECKSUMS``).
         show_progress (bool): Progress bars. Default: True.
 
     Returns:
@@ -54,8 +65,16 @@ def prepare_div2k(root, splits=('train', ), scales=(2, 3, 4), crop_size=480, ste
     for split in splits:
         name = f'DIV2K_{split}_HR'
         archive = osp.join(archive_dir or osp.join(root, 'DIV2K', 'downloads'), f'{name}.zip')
+        size, sha256 = checksums.get(split, (None, None))
         if archive_dir is None:
-            download(base_url.rstrip('/') + f'/{name}.zip', archive, show_progress=show_progress)
+            download(base_url.rstrip('/') + f'/{name}.zip', archive, sha256=sha256, size=size,
+                     show_progress=show_progress)
+        elif not osp.isfile(archive):
+            raise UserError(f'{archive} not found: --archive-dir must hold {name}.zip (or leave it out to download '
+                            'it).')
+        elif size is not None and osp.getsize(archive) != size:
+            raise UserError(f'{archive} is {osp.getsize(archive)} bytes, the official archive {size}: it is incomplete '
+                            'or another file. Replace it.')
         wanted = (members or {}).get(split) or official_members(split)
         unpacked = osp.join(root, 'DIV2K', name)
         extract(archive, {m: osp.join(unpacked, osp.basename(m)) for m in wanted}, show_progress=show_progress)

@@ -22,7 +22,7 @@ def sha256sum(path):
     return digest.hexdigest()
 
 
-def download(url, dest, sha256=None, show_progress=True, timeout=60):
+def download(url, dest, sha256=None, size=None, show_progress=True, timeout=60):
     """Download ``url`` to ``dest``, resuming a partial download, unless ``dest`` already exists.
 
     Bytes go to ``dest + '.part'``; an interrupted download continues from there with an HTTP ``Range`` request (a
@@ -33,6 +33,7 @@ def download(url, dest, sha256=None, show_progress=True, timeout=60):
         url (str): ``http://``, ``https://`` or ``file://`` address.
         dest (str): Target file.
         sha256 (str | None): Expected SHA-256; a mismatch removes the download and raises. Default: None (no check).
+        size (int | None): Expected size in bytes, checked before the hash. Default: None (no check).
         show_progress (bool): Progress bar. Default: True.
         timeout (float): Socket timeout in seconds. Default: 60.
 
@@ -68,6 +69,11 @@ def download(url, dest, sha256=None, show_progress=True, timeout=60):
     if total is not None and osp.getsize(part) != total:
         raise UserError(f'download of {url} stopped at {osp.getsize(part)} of {total} bytes; run the command again '
                         'to resume it.')
+    if size is not None and osp.getsize(part) != size:
+        got = osp.getsize(part)
+        os.remove(part)
+        raise UserError(f'{url} downloaded {got} bytes, expected {size}: the file is not the expected one. It was '
+                        'removed; run the command again.')
     if sha256 is not None:
         actual = sha256sum(part)
         if actual != sha256.lower():
