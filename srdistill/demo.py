@@ -13,7 +13,8 @@ from os import path as osp
 import yaml
 
 from srdistill.data.prepare import as_uint8_bgr, prepare_paired_folder, write_image
-from srdistill.evaluation.exits import default_device, evaluate, load_network, markdown_table, paired_files
+from srdistill.evaluation.checkpoints import load_checkpoint
+from srdistill.evaluation.exits import default_device, evaluate, markdown_table, paired_files
 from srdistill.train import train_pipeline
 
 DEMO_OPT = osp.join('options', 'demo_x4.yml')
@@ -61,15 +62,15 @@ def run_demo(root, extra_args=()):
     with open(osp.join(root, DEMO_OPT)) as f:
         opt = yaml.safe_load(f)
     ckpt = osp.join(root, 'experiments', opt['name'], 'models', 'net_g_latest.pth')
-    net = load_network(opt['network_g'], ckpt, device=default_device())
+    net, _ = load_checkpoint(ckpt, osp.join(root, DEMO_OPT), device=default_device())
     val = opt['datasets']['val']
-    scores = evaluate(net, paired_files(osp.join(root, val['dataroot_gt']), osp.join(root, val['dataroot_lq'])),
-                      opt['scale'])
+    scores, _ = evaluate(net, paired_files(osp.join(root, val['dataroot_gt']), osp.join(root, val['dataroot_lq'])),
+                         opt['scale'])
     print(f'\nCheckpoint: {osp.relpath(ckpt, root)}')
     print(f'Validation photos: {", ".join(VAL_PHOTOS)} (x{opt["scale"]}; Y channel, {opt["scale"]}-pixel border '
           'cropped; bicubic = MATLAB imresize)\n')
     print(markdown_table(scores, 'demo val'))
-    losers = [key for key, (psnr, _) in scores.items() if key != 'bicubic' and psnr <= scores['bicubic'][0]]
+    losers = [key for key, m in scores.items() if key != 'bicubic' and m['psnr'] <= scores['bicubic']['psnr']]
     if losers:
         print(f'\nNOT every exit beats bicubic: {", ".join(losers)} do not.')
         return 1

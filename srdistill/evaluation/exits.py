@@ -1,4 +1,4 @@
-"""PSNR/SSIM of every exit of a checkpoint (one forward pass of the trunk per image) and of bicubic upsampling.
+"""PSNR/SSIM of every exit of a network (one forward pass of the trunk per image) and of bicubic upsampling.
 
 Protocol: the published one (:mod:`srdistill.metrics.psnr_ssim_y_metric`): SR output rounded to 8 bits, Y channel of
 ITU-R BT.601 as MATLAB's ``rgb2ycbcr`` computes it (a grayscale image is its own Y), ``scale`` pixels cropped from
@@ -13,11 +13,14 @@ from os import path as osp
 import cv2
 import numpy as np
 import torch
-from basicsr.utils import img2tensor, tensor2img
-from basicsr.utils.registry import ARCH_REGISTRY
+from basicsr.metrics import calculate_psnr
+from basicsr.utils import img2tensor, imwrite, tensor2img
+from tqdm import tqdm
 
+from srdistill.data.checks import IMAGE_EXTENSIONS
 from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample, calculate_psnr_y, calculate_ssim_y
 from srdistill.utils.errors import UserError
+from srdistill.utils.tiling import self_ensemble, tiled_forward
 
 
 def default_device():
@@ -25,61 +28,67 @@ def default_device():
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 
-def load_network(network_opt, ckpt_path, param_key='params', device=None):
-    """Build ``network_opt`` (an options ``network_g`` dict) and load a BasicSR checkpoint into it (weights only).
-
-    Args:
-        network_opt (dict): ``type`` and arguments of the architecture.
-        ckpt_path (str): ``net_g_*.pth`` (a dict holding ``params`` and maybe ``params_ema``) or a bare state dict.
-        param_key (str): Which weights to load; falls back to ``params`` when absent. Default: ``'params'``.
-        device (torch.device | None): Default: :func:`default_device`.
-
-    Returns:
-        nn.Module: The network, in eval mode, on ``device``.
-    """
-    if not osp.isfile(ckpt_path):
-        raise UserError(f'checkpoint {ckpt_path} does not exist.')
-    opt = dict(network_opt)
-    net = ARCH_REGISTRY.get(opt.pop('type'))(**opt)
-    state = torch.load(ckpt_path, map_location='cpu', weights_only=True)
-    if isinstance(state, dict) and param_key in state:
-        state = state[param_key]
-    elif isinstance(state, dict) and 'params' in state:
-        state = state['params']
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise UserError(f'checkpoint {ckpt_path} does not fit network {network_opt}: {err}') from None
-    return net.eval().to(device or default_device())
-
-
 def paired_files(gt_folder, lq_folder):
-    """(HR path, LR path) pairs matched by file name."""
-    names = sorted(n for n in os.listdir(lq_folder) if not n.startswith('.'))
+    """(HR path, LR path) pairs matched by file name.
+
+    Raises:
+        UserError: A missing folder, no images, or an LR image without its HR.
+    """
+    for folder in (gt_folder, lq_folder):
+        if not osp.isdir(folder):
+            raise UserError(f'{folder} does not exist.')
+    names = sorted(n for n in os.listdir(lq_folder) if osp.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+    if not names:
+        raise UserError(f'{lq_folder} holds no images.')
+    missing = [n for n in names if not osp.isfile(osp.join(gt_folder, n))]
+    if missing:
+        raise UserError(f'{len(missing)} LR image(s) in {lq_folder} have no HR image in {gt_folder}: '
+                        f'{", ".join(missing[:5])}.')
     return [(osp.join(gt_folder, n), osp.join(lq_folder, n)) for n in names]
 
 
-def _scores(sr, gt, scale):
-    gt = gt[:sr.shape[0], :sr.shape[1]]
-    return calculate_psnr_y(sr, gt, crop_border=scale), calculate_ssim_y(sr, gt, crop_border=scale)
+def dataset_pairs(name, root, scale):
+    """Pairs of a benchmark set prepared by ``tools/prepare_data.py`` (``<root>/<name>/HR``, ``LR_bicubic/X<s>``)."""
+    gt, lq = osp.join(root, name, 'HR'), osp.join(root, name, 'LR_bicubic', f'X{scale}')
+    if not osp.isdir(gt) or not osp.isdir(lq):
+        raise UserError(f'dataset {name} (x{scale}) is not prepared: {lq} is missing. Prepare it with `python '
+                        f'tools/prepare_data.py benchmark --download {name}` or `... benchmark --hr <{name} HR folder> '
+                        f'--name {name}`.')
+    return paired_files(gt, lq)
 
 
-def _read(path):
+def read_image(path):
+    """uint8 BGR (H, W, 3) or gray (H, W); alpha dropped, 16-bit scaled to 8-bit."""
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise UserError(f'{path} cannot be read as an image.')
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[..., :3]
-    return img
+    if img.dtype == np.uint16:
+        img = np.floor(img / 257 + 0.5).astype(np.uint8)
+    return img[..., :3] if img.ndim == 3 and img.shape[2] == 4 else img
 
 
-def super_resolve(net, lq, device):
-    """Every output of ``net`` for a uint8 LR image (BGR HxWx3 or gray HxW), as uint8 images of the same kind."""
+def super_resolve(net, lq, device, tile=None, overlap=32, ensemble=False):
+    """Every output of ``net`` for a uint8 LR image (BGR HxWx3 or gray HxW), as uint8 images of the same kind.
+
+    Args:
+        net (nn.Module): ``forward(x, exit='all')`` returns ``{depth: SR}``.
+        lq (np.ndarray): The LR image.
+        device (torch.device): Where to run.
+        tile (int | None): Tile size in LR pixels for large images (see :func:`tiled_forward`).
+        overlap (int): LR pixels shared by neighbouring tiles. Default: 32.
+        ensemble (bool): x8 self-ensemble.
+
+    Returns:
+        OrderedDict[str, np.ndarray]: ``{'e8': SR, ..., 'e32': SR}``.
+    """
     gray = lq.ndim == 2
-    x = np.repeat(lq[..., None], 3, axis=2) if gray else lq
+    x = img2tensor((np.repeat(lq[..., None], 3, axis=2) if gray else lq) / 255., bgr2rgb=True, float32=True)[None]
+
+    def run(t):
+        return tiled_forward(lambda tile_x: net(tile_x, exit='all'), t, net.upscale, tile=tile, overlap=overlap)
+
     with torch.no_grad():
-        outputs = net(img2tensor(x / 255., bgr2rgb=True, float32=True)[None].to(device), exit='all')
+        outputs = self_ensemble(run, x.to(device)) if ensemble else run(x.to(device))
     results = OrderedDict()
     for depth, out in outputs.items():
         sr = tensor2img([out.cpu()])
@@ -87,34 +96,87 @@ def super_resolve(net, lq, device):
     return results
 
 
-def evaluate(net, pairs, scale, device=None):
-    """Mean PSNR/SSIM of bicubic and of every output of ``net`` over ``pairs`` (the module's protocol).
+def make_lpips(device):
+    """LPIPS (AlexNet) or, when its backbone weights cannot be had, None and a message saying what to place where."""
+    import lpips
+    try:
+        return lpips.LPIPS(net='alex', verbose=False).to(device).eval(), None
+    except Exception as err:  # noqa: BLE001 (offline: URLError; others: a broken cache file)
+        from torchvision.models import AlexNet_Weights
+        name = AlexNet_Weights.IMAGENET1K_V1.url.rsplit('/', 1)[1]
+        return None, (f'LPIPS skipped: it needs torchvision\'s AlexNet weights, which could not be loaded '
+                      f'({str(err).splitlines()[0][:120]}). Place {name} (from {AlexNet_Weights.IMAGENET1K_V1.url}) '
+                      f'in {osp.join(torch.hub.get_dir(), "checkpoints")} and run again; the other metrics are '
+                      'unaffected.')
+
+
+def _lpips(fn, sr, gt, device):
+    def to_tensor(img):
+        img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+        return img2tensor(img / 127.5 - 1, bgr2rgb=True, float32=True)[None].to(device)
+
+    with torch.no_grad():
+        return float(fn(to_tensor(sr), to_tensor(gt)).item())
+
+
+def score(sr, gt, scale, rgb=False, lpips_fn=None, device='cpu'):
+    """Metrics of one SR image against its HR (cropped top-left to the SR size)."""
+    gt = gt[:sr.shape[0], :sr.shape[1]]
+    result = {'psnr': calculate_psnr_y(sr, gt, crop_border=scale), 'ssim': calculate_ssim_y(sr, gt, crop_border=scale)}
+    if rgb:
+        result['psnr_rgb'] = calculate_psnr(sr, gt, crop_border=scale, input_order='HWC', test_y_channel=False)
+    if lpips_fn is not None:
+        result['lpips'] = _lpips(lpips_fn, sr, gt, device)
+    return result
+
+
+def evaluate(net, pairs, scale, device=None, tile=None, overlap=32, ensemble=False, rgb=False, lpips_fn=None,
+             save_dir=None, bicubic=True, desc=None):
+    """Mean metrics of bicubic and of every output of ``net`` over ``pairs``.
 
     Args:
-        net (nn.Module): A network whose ``forward(x, exit='all')`` returns ``{depth: SR}``.
+        net (nn.Module | None): A multi-exit network, or None for bicubic only.
         pairs (list[tuple[str, str]]): (HR path, LR path).
         scale (int): Upscaling factor.
         device (torch.device | None): Default: the network's device.
+        tile (int | None): LR tile size for large images. Default: None (whole images).
+        overlap (int): LR pixels shared by neighbouring tiles. Default: 32.
+        ensemble (bool): x8 self-ensemble. Default: False.
+        rgb (bool): Also PSNR on RGB (``psnr_rgb``). Default: False.
+        lpips_fn (callable | None): An LPIPS module (``lpips``). Default: None.
+        save_dir (str | None): Write each SR image to ``<save_dir>/<output>/<name>.png``. Default: None.
+        bicubic (bool): Include the bicubic row. Default: True.
+        desc (str | None): Progress-bar label; None: no bar.
 
     Returns:
-        OrderedDict[str, tuple[float, float]]: ``{'bicubic': (psnr, ssim), 'e2': ..., ..., 'e8': ...}``.
+        tuple[OrderedDict, list]: ``{output: {metric: mean}}`` (``'bicubic'``, ``'e8'``, ...) and, per image,
+        ``(name, {output: {metric: value}})``.
     """
-    device = device or next(net.parameters()).device
-    sums = OrderedDict()
-    for gt_path, lq_path in pairs:
-        gt, lq = _read(gt_path), _read(lq_path)
-        results = OrderedDict(bicubic=bicubic_upsample(lq, scale))
-        results.update(super_resolve(net, lq, device))
+    if net is not None:
+        device = device or next(net.parameters()).device
+    sums, per_image = OrderedDict(), []
+    for gt_path, lq_path in tqdm(pairs, unit='image', desc=desc, disable=desc is None):
+        gt, lq = read_image(gt_path), read_image(lq_path)
+        results = OrderedDict(bicubic=bicubic_upsample(lq, scale)) if bicubic else OrderedDict()
+        if net is not None:
+            results.update(super_resolve(net, lq, device, tile=tile, overlap=overlap, ensemble=ensemble))
+        name = osp.splitext(osp.basename(lq_path))[0]
+        scores = OrderedDict()
         for key, sr in results.items():
-            psnr, ssim = _scores(sr, gt, scale)
-            total = sums.setdefault(key, [0., 0.])
-            total[0] += psnr
-            total[1] += ssim
-    return OrderedDict((key, (p / len(pairs), s / len(pairs))) for key, (p, s) in sums.items())
+            scores[key] = score(sr, gt, scale, rgb=rgb, lpips_fn=lpips_fn, device=device or 'cpu')
+            for metric, value in scores[key].items():
+                sums.setdefault(key, OrderedDict()).setdefault(metric, 0.)
+                sums[key][metric] += value
+            if save_dir is not None:
+                imwrite(sr, osp.join(save_dir, key, f'{name}.png'))
+        per_image.append((name, scores))
+    means = OrderedDict((key, OrderedDict((m, v / len(pairs)) for m, v in metrics.items()))
+                        for key, metrics in sums.items())
+    return means, per_image
 
 
 def markdown_table(scores, dataset_name):
-    """Render :func:`evaluate`'s result as a markdown table, one row per exit and one for bicubic."""
+    """A two-metric table (the demo's): one row per output of :func:`evaluate`'s means."""
     lines = [f'| output | {dataset_name} PSNR (dB) | {dataset_name} SSIM |', '|---|---|---|']
-    lines += [f'| {key} | {psnr:.2f} | {ssim:.4f} |' for key, (psnr, ssim) in scores.items()]
+    lines += [f'| {key} | {m["psnr"]:.2f} | {m["ssim"]:.4f} |' for key, m in scores.items()]
     return '\n'.join(lines)

@@ -1,0 +1,93 @@
+"""Checkpoints to networks: a multi-exit checkpoint, or a plain BasicSR MSRResNet/SRResNet one (evaluated as one exit).
+
+The architecture is read from the state dict itself (parameter names and shapes), and checked against the options
+file when one is given, so a checkpoint of another architecture or scale gets a clear message, not a shape error.
+"""
+import re
+from os import path as osp
+
+import torch
+import yaml
+
+from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
+from srdistill.utils.errors import UserError
+
+_REQUIRED = ('conv_first.weight', 'upconv1.weight', 'conv_hr.weight', 'conv_last.weight')
+
+
+def read_state_dict(ckpt_path, param_key='params'):
+    """The weights in a checkpoint (``params``/``params_ema`` of BasicSR's ``net_g_*.pth``, or a bare state dict).
+
+    Loaded with ``weights_only=True``; a ``module.`` prefix (DataParallel) is removed.
+
+    Raises:
+        UserError: Missing file, a file torch cannot load, or one holding no state dict.
+    """
+    if not osp.isfile(ckpt_path):
+        raise UserError(f'checkpoint {ckpt_path} does not exist.')
+    try:
+        state = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+    except Exception as err:  # noqa: BLE001 (any unpickling/format error means "not a checkpoint")
+        reason = str(err).splitlines()[0][:200]
+        raise UserError(f'{ckpt_path} is not a loadable PyTorch checkpoint ({reason}).') from None
+    if isinstance(state, dict) and param_key in state and isinstance(state[param_key], dict):
+        state = state[param_key]
+    elif isinstance(state, dict) and isinstance(state.get('params'), dict):
+        state = state['params']
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise UserError(f'{ckpt_path} holds no network weights (expected a state dict, or BasicSR\'s '
+                        '{"params": ...}).')
+    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+
+
+def infer_network_opt(state, ckpt_path='checkpoint'):
+    """``network_g`` options of the (multi-exit) SRResNet that ``state`` belongs to.
+
+    Raises:
+        UserError: The state dict is not an MSRResNet / MultiExitSRResNet one.
+    """
+    missing = [k for k in _REQUIRED if k not in state]
+    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r'body\.(\d+)\.conv1\.weight$', k))})
+    if missing or not blocks:
+        keys = ', '.join(list(state)[:4])
+        raise UserError(f'{ckpt_path} is not an SRResNet or multi-exit SRResNet checkpoint (no {missing or "body.*"}; '
+                        f'it has {keys}, ...). srdistill evaluates MultiExitSRResNet and BasicSR MSRResNet weights.')
+    num_feat, num_in_ch = state['conv_first.weight'].shape[:2]
+    exits = sorted({int(m.group(1)) for k in state if (m := re.match(r'exit_tails\.(\d+)\.', k))})
+    if 'upconv2.weight' in state:
+        upscale = 4
+    else:
+        upscale = round((state['upconv1.weight'].shape[0] / num_feat)**0.5)
+    return dict(type='MultiExitSRResNet', num_in_ch=int(num_in_ch), num_out_ch=int(state['conv_last.weight'].shape[0]),
+                num_feat=int(num_feat), num_block=len(blocks), exits=exits, upscale=upscale)
+
+
+def load_checkpoint(ckpt_path, opt_path=None, param_key='params', scale=None, device='cpu'):
+    """Build the network of a checkpoint and load its weights (strictly).
+
+    Args:
+        ckpt_path (str): The checkpoint.
+        opt_path (str | None): A training/test options file; its ``network_g`` must describe the same network.
+        param_key (str): ``params`` or ``params_ema`` (falls back to ``params``). Default: ``'params'``.
+        scale (int | None): If given, the checkpoint's scale must equal it.
+        device (str | torch.device): Default: CPU.
+
+    Returns:
+        tuple[nn.Module, dict]: The network (eval mode) and its ``network_g`` options.
+    """
+    state = read_state_dict(ckpt_path, param_key)
+    net_opt = infer_network_opt(state, ckpt_path)
+    if opt_path is not None:
+        with open(opt_path) as f:
+            given = (yaml.safe_load(f) or {}).get('network_g') or {}
+        for key in ('num_feat', 'num_block', 'exits', 'upscale'):
+            if key in given and given[key] != net_opt[key] and not (key == 'exits' and not given[key] and
+                                                                      not net_opt[key]):
+                raise UserError(f'{ckpt_path} does not match {opt_path}: network_g.{key} is {given[key]} there, '
+                                f'{net_opt[key]} in the checkpoint.')
+    if scale is not None and scale != net_opt['upscale']:
+        raise UserError(f'{ckpt_path} is a x{net_opt["upscale"]} model, but scale {scale} was asked for.')
+    kwargs = {k: v for k, v in net_opt.items() if k != 'type'}
+    net = MultiExitSRResNet(**kwargs)
+    net.load_state_dict(state, strict=True)
+    return net.eval().to(device), net_opt

@@ -1,0 +1,77 @@
+"""What each exit costs: parameters, multiply-accumulates at a stated output size, and measured latency."""
+import statistics
+import time
+
+import torch
+from torch import nn
+
+# the usual convention in lightweight-SR tables: MACs for a 1280x720 output image
+MAC_OUTPUT_SIZE = (720, 1280)
+
+
+def exit_parameters(net, depth):
+    """Parameters used by the output at ``depth``: first conv, blocks 1..depth and that output's tail."""
+    names = ['conv_first.'] + [f'body.{i}.' for i in range(depth)]
+    if depth == net.num_block:
+        names += ['upconv1.', 'upconv2.', 'conv_hr.', 'conv_last.']
+    else:
+        names += [f'exit_tails.{depth}.']
+    return sum(p.numel() for n, p in net.named_parameters() if n.startswith(tuple(names)))
+
+
+def exit_macs(net, depth, output_size=MAC_OUTPUT_SIZE):
+    """Multiply-accumulates of the convolutions run for the output at ``depth``, for an ``output_size`` image.
+
+    Counted with forward hooks on a meta-device copy (no memory, no compute): a convolution costs
+    ``output elements x in_channels / groups x kernel area``. Activations, pixel shuffle and the bilinear skip are
+    not counted (they are below 0.1% here).
+    """
+    h, w = output_size
+    scale = net.upscale
+    if h % scale or w % scale:
+        raise ValueError(f'output size {output_size} is not a multiple of the scale {scale}.')
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        total += output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+
+    meta = _meta_copy(net)
+    hooks = [m.register_forward_hook(count) for m in meta.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        meta(torch.empty(1, meta.conv_first.in_channels, h // scale, w // scale, device='meta'), exit=depth)
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
+def _meta_copy(net):
+    kwargs = dict(num_in_ch=net.conv_first.in_channels, num_out_ch=net.conv_last.out_channels,
+                  num_feat=net.conv_first.out_channels, num_block=net.num_block, exits=list(net.exits),
+                  upscale=net.upscale)
+    with torch.device('meta'):
+        return type(net)(**kwargs)
+
+
+def _sync(device):
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def exit_latency(net, depth, lr_size, device, warmup=2, repeats=5):
+    """Median wall time (ms) of ``net(x, exit=depth)`` for one LR image of ``lr_size`` (h, w), after ``warmup`` runs.
+
+    Only blocks 1..depth and that exit's tail run, as for the exported sub-network.
+    """
+    x = torch.rand(1, net.conv_first.in_channels, *lr_size, device=device)
+    for _ in range(warmup):
+        net(x, exit=depth)
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        net(x, exit=depth)
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)

@@ -1,0 +1,114 @@
+"""tools/evaluate.py end to end: table, CSV/JSON, plot and picture from real checkpoints; the bicubic row; bad input."""
+import json
+import urllib.error
+from os import path as osp
+
+import pytest
+import torch
+from basicsr.archs.srresnet_arch import MSRResNet
+from conftest import SHARED, make_paired_folder
+
+from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
+from srdistill.data.prepare import prepare_paired_folder
+from srdistill.evaluation.evaluate_cli import main
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """Two prepared 'benchmark' sets of real photo crops and two checkpoints (multi-exit, plain MSRResNet)."""
+    root = tmp_path / 'datasets'
+    for name, seed in (('SetA', 0), ('SetB', 3)):
+        gt, _ = make_paired_folder(str(tmp_path / 'raw' / name), n=2, size=64, seed=seed)
+        prepare_paired_folder([gt], str(root / name), scales=(4, ), mod_crop_hr=False, keep_channels=True, workers=1,
+                              show_progress=False)
+    torch.manual_seed(0)
+    sd = MultiExitSRResNet(num_feat=8, num_block=4, exits=[2])
+    (tmp_path / 'exp' / 'models').mkdir(parents=True)
+    torch.save({'params': sd.state_dict()}, tmp_path / 'exp' / 'models' / 'net_g_10.pth')
+    torch.save(MSRResNet(num_feat=8, num_block=2).state_dict(), tmp_path / 'srresnet2.pth')
+    return tmp_path, root
+
+
+def _args(tmp_path, root, *extra):
+    return ['--ckpt', str(tmp_path / 'exp' / 'models' / 'net_g_10.pth'), str(tmp_path / 'srresnet2.pth'),
+            '--datasets', 'SetA', 'SetB', '--data-root', str(root), '--out', str(tmp_path / 'out'),
+            '--mac-size', '32', '32', '--latency-repeats', '1', '--device', 'cpu', *extra]
+
+
+def test_one_command_gives_table_files_plot_and_picture(setup, capsys):
+    tmp_path, root = setup
+    extra = ('--rgb', '--save-images', '--self-ensemble', '--tile', '12', '--tile-overlap', '4')
+    assert main(_args(tmp_path, root, *extra)) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith('| ')]
+    assert lines[0].startswith('| model | output | params (K) | GMACs | latency (ms) | SetA PSNR / SSIM | SetB')
+    assert [line.split('|')[1:3] for line in lines[1:]] == [
+        [' bicubic ', ' bicubic '], [' exp ', ' e2 '], [' exp ', ' e4 '], [' srresnet2 ', ' e2 ']]
+    assert 'Outputs x8 self-ensembled.' in out
+    result = json.load(open(tmp_path / 'out' / 'results.json'))
+    rows = {(r['model'], r['output']): r for r in result['rows']}
+    # the plain SRResNet-2 and the 2-block exit have the same architecture: same params and MACs
+    assert rows[('exp', 'e2')]['params'] == rows[('srresnet2', 'e2')]['params'] == sum(
+        p.numel() for p in MSRResNet(num_feat=8, num_block=2).parameters())
+    assert rows[('exp', 'e2')]['macs'] == rows[('srresnet2', 'e2')]['macs'] < rows[('exp', 'e4')]['macs']
+    assert all(10 < rows[k][f'{d}/psnr'] < 60 and 'SetA/psnr_rgb' in rows[k] for k in rows for d in ('SetA', 'SetB'))
+    assert [name for name, _ in result['per_image']['exp']['SetB']] == ['img00', 'img01']
+    assert (tmp_path / 'out' / 'table.csv').read_text().splitlines()[1].startswith('model,output,depth,params,macs')
+    for png in ('tradeoff.png', 'comparison.png', 'images/exp/SetA/e4/img01.png'):
+        assert (tmp_path / 'out' / png).read_bytes()[:4] == b'\x89PNG'
+    # results are never overwritten unasked
+    assert main(_args(tmp_path, root)) == 2
+    assert 'already holds results; choose another --out or pass --overwrite' in capsys.readouterr().err
+
+
+def test_exits_subset_and_lpips_without_its_weights(setup, capsys, monkeypatch):
+    tmp_path, root = setup
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError('no network')
+
+    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', offline)
+    assert main(_args(tmp_path, root, '--exits', '2', '--lpips', '--no-latency', '--out', str(tmp_path / 'o2'))) == 0
+    captured = capsys.readouterr()
+    assert 'LPIPS skipped: it needs torchvision\'s AlexNet weights' in captured.err
+    assert 'Place alexnet-owt-7be5be79.pth (from https://download.pytorch.org/models/alexnet-owt-7be5be79.pth) in ' \
+           in captured.err
+    rows = json.load(open(tmp_path / 'o2' / 'results.json'))['rows']
+    assert [(r['model'], r['output']) for r in rows] == [('bicubic', 'bicubic'), ('exp', 'e2'), ('srresnet2', 'e2')]
+    assert all(r['latency_ms'] is None and 'SetA/lpips' not in r and 'SetA/psnr' in r for r in rows)
+
+
+@pytest.mark.parametrize('change, message', [
+    (['--exits', '3'], r'--exits [3]: no such output; the checkpoint(s) have [2, 4]'),
+    (['--datasets', 'Urban100'], 'dataset Urban100 (x4) is not prepared'),
+    (['--scale', '2'], 'is a x4 model, but scale 2 was asked for'),
+    (['--tile', '8'], '--tile 8 must be larger than --tile-overlap 32'),
+])
+def test_bad_input_messages(setup, capsys, change, message):
+    tmp_path, root = setup
+    args = _args(tmp_path, root)
+    flag = change[0]
+    if flag in args:
+        i = args.index(flag)
+        args = args[:i] + args[i + 1 + (2 if flag == '--datasets' else 1):]
+    assert main(args + change) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_not_a_model_checkpoint(setup, capsys):
+    tmp_path, root = setup
+    torch.save({'params': torch.nn.Linear(3, 3).state_dict()}, tmp_path / 'linear.pth')
+    assert main(['--ckpt', str(tmp_path / 'linear.pth'), '--datasets', 'SetA', '--data-root', str(root)]) == 2
+    assert 'linear.pth is not an SRResNet or multi-exit SRResNet checkpoint' in capsys.readouterr().err
+
+
+def test_bicubic_row_reproduces_the_published_set5_table(tmp_path, capsys):
+    hr = osp.join(SHARED, 'datasets', 'Set5', 'HR')
+    if not osp.isdir(hr):
+        pytest.skip(f'{hr} not found: the shared datasets are not next to the repository')
+    prepare_paired_folder([hr], str(tmp_path / 'ds' / 'Set5'), scales=(4, ), mod_crop_hr=False, keep_channels=True,
+                          workers=1, show_progress=False)
+    torch.save({'params': MultiExitSRResNet(num_feat=4, num_block=1).state_dict()}, tmp_path / 'tiny.pth')
+    assert main(['--ckpt', str(tmp_path / 'tiny.pth'), '--datasets', 'Set5', '--data-root', str(tmp_path / 'ds'),
+                 '--out', str(tmp_path / 'out'), '--no-latency', '--device', 'cpu', '--picture-images', '1']) == 0
+    assert '| bicubic | bicubic | - | - | - | 28.42 / 0.8101 |' in capsys.readouterr().out  # SelfExSR's x4 row
