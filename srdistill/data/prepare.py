@@ -72,6 +72,11 @@ def read_image(path, keep_channels=False):
     return (img, []) if keep_channels else to_training_image(img, path)
 
 
+def to_uint8(img):
+    """16-bit -> 8-bit as ``round(v / 257)`` (65535 -> 255); uint8 unchanged."""
+    return np.floor(img.astype(np.float64) / 257 + 0.5).astype(np.uint8) if img.dtype == np.uint16 else img
+
+
 def to_training_image(img, path=''):
     """Make any decoded image a uint8 BGR (H, W, 3) training image, deliberately.
 
@@ -85,7 +90,7 @@ def to_training_image(img, path=''):
     """
     notes = []
     if img.dtype == np.uint16:
-        img = np.floor(img.astype(np.float64) / 257 + 0.5).astype(np.uint8)
+        img = to_uint8(img)
         notes.append('16-bit scaled to 8-bit')
     elif img.dtype != np.uint8:
         raise UserError(f'{path}: unsupported pixel type {img.dtype}; convert it to 8- or 16-bit PNG.')

@@ -18,6 +18,7 @@ from basicsr.utils import img2tensor, imwrite, tensor2img
 from tqdm import tqdm
 
 from srdistill.data.checks import IMAGE_EXTENSIONS
+from srdistill.data.prepare import to_uint8
 from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample, calculate_psnr_y, calculate_ssim_y
 from srdistill.utils.errors import UserError
 from srdistill.utils.tiling import self_ensemble, tiled_forward
@@ -62,8 +63,7 @@ def read_image(path):
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise UserError(f'{path} cannot be read as an image.')
-    if img.dtype == np.uint16:
-        img = np.floor(img / 257 + 0.5).astype(np.uint8)
+    img = to_uint8(img)
     return img[..., :3] if img.ndim == 3 and img.shape[2] == 4 else img
 
 
