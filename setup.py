@@ -37,6 +37,9 @@ setup(
         'lpips',
         'safetensors',
         'matplotlib',
+        'onnx',
+        'onnxruntime',
+        'onnxscript',  # torch.onnx's exporter (torch.export based) needs it
     ],
     extras_require={'test': ['pytest', 'ruff']},
 )

@@ -91,3 +91,9 @@ def load_checkpoint(ckpt_path, opt_path=None, param_key='params', scale=None, de
     net = MultiExitSRResNet(**kwargs)
     net.load_state_dict(state, strict=True)
     return net.eval().to(device), net_opt
+
+
+def experiment_label(ckpt_path):
+    """A short name for a checkpoint: its experiment's name for ``experiments/<name>/models/*.pth``, else its stem."""
+    parts = osp.normpath(osp.abspath(ckpt_path)).split(osp.sep)
+    return parts[-3] if len(parts) >= 3 and parts[-2] == 'models' else osp.splitext(parts[-1])[0]

@@ -13,7 +13,7 @@ from os import path as osp
 
 import yaml
 
-from srdistill.evaluation.checkpoints import load_checkpoint
+from srdistill.evaluation.checkpoints import experiment_label, load_checkpoint
 from srdistill.evaluation.cost import MAC_OUTPUT_SIZE, exit_latency, exit_macs, exit_parameters
 from srdistill.evaluation.exits import (
     dataset_pairs,
@@ -61,11 +61,6 @@ def build_parser():
     return p
 
 
-def _label(ckpt):
-    parts = osp.normpath(osp.abspath(ckpt)).split(osp.sep)
-    return parts[-3] if len(parts) >= 3 and parts[-2] == 'models' else osp.splitext(parts[-1])[0]
-
-
 def _datasets(args, opt, scale):
     if args.datasets:
         return [(name, dataset_pairs(name, args.data_root, scale)) for name in args.datasets]
@@ -83,7 +78,7 @@ def _load_models(args, opt, device):
         raise UserError('no checkpoint: pass --ckpt, or an options file with path.pretrain_network_g.')
     if args.labels and len(args.labels) != len(ckpts):
         raise UserError(f'--labels gives {len(args.labels)} names for {len(ckpts)} checkpoints.')
-    labels = args.labels or [_label(c) for c in ckpts]
+    labels = args.labels or [experiment_label(c) for c in ckpts]
     labels = [f'{lab} ({i + 1})' if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
     opt_path = args.opt if (opt or {}).get('network_g') else None
     models = [(lab, *load_checkpoint(c, opt_path if len(ckpts) == 1 else None, args.param_key, args.scale, device))

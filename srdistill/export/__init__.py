@@ -1,0 +1,1 @@
+"""Export of exits as standalone lightweight models (pth, safetensors, ONNX, TorchScript)."""

@@ -1,0 +1,123 @@
+"""Export exits of a checkpoint, each format verified against the exit's output inside the multi-exit model."""
+import json
+import os
+import tempfile
+from functools import partial
+from os import path as osp
+
+import torch
+
+from srdistill.data.download import sha256sum
+from srdistill.evaluation.checkpoints import experiment_label, load_checkpoint, read_state_dict
+from srdistill.evaluation.cost import MAC_OUTPUT_SIZE, exit_macs, exit_parameters
+from srdistill.export import formats
+from srdistill.export.subnet import build_exit, resolve_exits
+from srdistill.utils.errors import UserError
+from srdistill.version import __version__
+
+# largest |difference| accepted between an export and the PyTorch exit, on 0..1 images
+TOLERANCE = {'pth': 0.0, 'safetensors': 0.0, 'torchscript': 1e-5, 'onnx': 1e-4}
+
+
+def check_image(path=None, scale=4):
+    """The LR image exports are checked on: ``path`` (any image), or a real photo crop (scikit-image's chelsea).
+
+    Returns:
+        Tensor: (1, 3, h, w) in [0, 1], RGB.
+    """
+    from basicsr.utils import img2tensor
+
+    from srdistill.data.prepare import as_uint8_bgr, read_image
+    from srdistill.utils.matlab_imresize import imresize
+    if path is None:
+        from skimage import data
+        lq = imresize(as_uint8_bgr(data.chelsea())[100:196, 150:246], 1 / scale)
+    else:
+        lq, _ = read_image(path)
+    return img2tensor(lq / 255., bgr2rgb=True, float32=True)[None]
+
+
+def _writable(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise UserError(f'cannot write to the output folder {folder} ({err.strerror}). Choose another --out.') from None
+
+
+def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='params', opt_path=None,
+           check_path=None, label=None, overwrite=False):
+    """Export the chosen exits of ``ckpt`` in ``formats_`` into ``out_dir``, with a JSON sidecar per file.
+
+    Args:
+        ckpt (str): Multi-exit (or plain MSRResNet) checkpoint.
+        formats_ (tuple[str]): Among ``pth``, ``safetensors``, ``onnx``, ``torchscript``.
+        out_dir (str): Output folder.
+        exits (str | list[int]): ``'all'``, ``'final'`` or depths.
+        param_key (str): Weights used for safetensors/ONNX/TorchScript (``params`` or ``params_ema``); the ``pth``
+            holds both when the checkpoint has both.
+        opt_path (str | None): Options file whose ``network_g`` must match the checkpoint.
+        check_path (str | None): Image to check the exports on. Default: a real photo crop.
+        label (str | None): File-name prefix. Default: the checkpoint's experiment name.
+        overwrite (bool): Replace existing exports. Default: False (refuse).
+
+    Returns:
+        list[dict]: The sidecars written (one per exported file).
+    """
+    unknown = [f for f in formats_ if f not in formats.SUFFIXES]
+    if unknown:
+        raise UserError(f'unknown format(s) {unknown}; choose among {list(formats.SUFFIXES)}.')
+    multi, net_opt = load_checkpoint(ckpt, opt_path, param_key)
+    depths = resolve_exits(exits, multi.depths)
+    states = {key: read_state_dict(ckpt, key) for key in ('params', 'params_ema')}
+    raw = torch.load(ckpt, map_location='cpu', weights_only=True)
+    if not (isinstance(raw, dict) and 'params_ema' in raw):
+        states.pop('params_ema')  # read_state_dict fell back to params
+    chosen = states.get(param_key, states['params'])
+    scale = net_opt['upscale']
+    label = label or experiment_label(ckpt)
+    targets = {(d, f): osp.join(out_dir, f'{label}_e{d}_x{scale}{formats.SUFFIXES[f]}') for d in depths
+               for f in formats_}
+    existing = [p for p in targets.values() if osp.exists(p)]
+    if existing and not overwrite:
+        raise UserError(f'{existing[0]} exists ({len(existing)} of the exports do); pass --overwrite to replace them.')
+    _writable(out_dir)
+
+    check = check_image(check_path, scale)
+    source_hash = sha256sum(ckpt)
+    sidecars = []
+    for depth in depths:
+        with torch.no_grad():
+            reference = multi(check, exit=depth).numpy()
+        sub = build_exit(net_opt, chosen, depth)
+        metadata = dict(source=osp.abspath(ckpt), source_sha256=source_hash, exit=depth, scale=scale,
+                        param_key=param_key, srdistill_version=__version__)
+        for fmt in formats_:
+            path = targets[(depth, fmt)]
+            if fmt == 'pth':
+                write = partial(formats.write_pth, net_opt=net_opt, states=states, depth=depth, check=check,
+                                reference=reference)
+            elif fmt == 'safetensors':
+                write = partial(formats.write_safetensors, net_opt=net_opt, state=chosen, depth=depth, check=check,
+                                reference=reference, metadata=metadata)
+            elif fmt == 'onnx':
+                write = partial(formats.write_onnx, net=sub, check=check, reference=reference)
+            else:
+                write = partial(formats.write_torchscript, net=sub, check=check, reference=reference)
+            diff = formats.write_checked(path, write, TOLERANCE[fmt])
+            sidecar = dict(metadata, file=osp.basename(path), format=fmt, architecture='basicsr MSRResNet',
+                           num_feat=net_opt['num_feat'], num_block=depth, params=exit_parameters(multi, depth),
+                           macs=exit_macs(multi, depth), macs_output_size=list(MAC_OUTPUT_SIZE),
+                           check_image=check_path or 'skimage.data.chelsea crop', check_shape=list(check.shape),
+                           max_abs_diff=diff, tolerance=TOLERANCE[fmt],
+                           **({'onnx_opset': formats.ONNX_OPSET} if fmt == 'onnx' else {}))
+            formats.write_checked(path + '.json', lambda tmp, s=sidecar: _write_json(tmp, s), 0)
+            sidecars.append(sidecar)
+    return sidecars
+
+
+def _write_json(path, obj):
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=1)
+    return 0

@@ -1,0 +1,94 @@
+"""Writers for the export formats. Each writes a (temporary) file, loads it back, runs it on a check image and returns
+the largest absolute difference from the PyTorch exit's output; :func:`write_checked` renames the file into place only
+when that difference is within tolerance.
+
+- ``pth``: BasicSR checkpoint layout, ``{'params': ..., 'params_ema': ...}``, loadable by ``MSRResNet(num_block=k)``
+  with ``strict=True`` (and by BasicSR's ``pretrain_network_g``);
+- ``safetensors``: the same weights, without pickle;
+- ``onnx``: dynamic batch, height and width, opset :data:`ONNX_OPSET`, checked with ``onnx.checker`` and run with
+  ONNX Runtime;
+- ``torchscript``: a traced module (``torch.jit.load`` needs no srdistill/BasicSR code).
+"""
+import os
+import warnings
+from os import path as osp
+
+import numpy as np
+import torch
+
+from srdistill.export.subnet import exit_state_dict, load_msrresnet
+from srdistill.utils.errors import UserError
+
+ONNX_OPSET = 18
+SUFFIXES = {'pth': '.pth', 'safetensors': '.safetensors', 'onnx': '.onnx', 'torchscript': '.torchscript.pt'}
+
+
+def write_checked(path, write, tolerance):
+    """Call ``write(tmp) -> max |diff|`` and move ``tmp`` to ``path`` if the difference is within ``tolerance``.
+
+    Nothing is left behind when writing or checking fails. Returns the difference.
+
+    Raises:
+        UserError: The written model differs from the PyTorch exit by more than ``tolerance``.
+    """
+    root, ext = osp.splitext(path)
+    tmp = f'{root}.partial{os.getpid()}{ext}'
+    try:
+        diff = write(tmp)
+        if diff > tolerance:
+            raise UserError(f'{osp.basename(path)} differs from the PyTorch exit by {diff:.2e} (> {tolerance:g}); '
+                            'nothing was written. Please report this.')
+        os.replace(tmp, path)
+        return diff
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def _diff(a, b):
+    return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
+
+
+def write_pth(path, net_opt, states, depth, check, reference):
+    """``states``: ``{'params': state_dict, 'params_ema': state_dict?}`` of the multi-exit checkpoint."""
+    payload = {key: exit_state_dict(state, depth, net_opt['num_block']) for key, state in states.items()}
+    torch.save(payload, path)
+    loaded = torch.load(path, map_location='cpu', weights_only=True)
+    net = load_msrresnet(net_opt, depth, loaded['params'])  # strict load into BasicSR's MSRResNet
+    with torch.no_grad():
+        return _diff(net(check), reference)
+
+
+def write_safetensors(path, net_opt, state, depth, check, reference, metadata):
+    from safetensors.torch import load_file, save_file
+
+    weights = {k: v.contiguous() for k, v in exit_state_dict(state, depth, net_opt['num_block']).items()}
+    save_file(weights, path, metadata={k: str(v) for k, v in metadata.items()})
+    net = load_msrresnet(net_opt, depth, load_file(path))
+    with torch.no_grad():
+        return _diff(net(check), reference)
+
+
+def write_onnx(path, net, check, reference):
+    import onnx
+    import onnxruntime as ort
+
+    dims = {0: torch.export.Dim('batch'), 2: torch.export.Dim('height'), 3: torch.export.Dim('width')}
+
+    torch.onnx.export(net, (check, ), path, input_names=['lr'], output_names=['sr'], opset_version=ONNX_OPSET,
+                      dynamo=True, dynamic_shapes=(dims, ), external_data=False, verbose=False)
+    onnx.checker.check_model(onnx.load(path))
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    return _diff(session.run(None, {'lr': check.numpy()})[0], reference)
+
+
+def write_torchscript(path, net, check, reference):
+    """TorchScript is deprecated from torch 2.14 on (``torch.jit.trace`` warns) but still the format many C++ and
+    mobile runtimes load; the warning is silenced here, where it is known."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='`torch.jit.trace` is deprecated', category=FutureWarning)
+        traced = torch.jit.trace(net, check)
+    traced.save(path)
+    loaded = torch.jit.load(path, map_location='cpu')
+    with torch.no_grad():
+        return _diff(loaded(check), reference)

@@ -1,0 +1,106 @@
+"""Export of exits: BasicSR MSRResNet equivalence, formats checked against the model, sidecars, bad input."""
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from basicsr.archs.srresnet_arch import MSRResNet
+from conftest import photo_crops
+from safetensors.torch import load_file
+
+from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
+from srdistill.export import exporter
+from srdistill.export.export_cli import main
+from srdistill.export.exporter import check_image, export
+from srdistill.utils.errors import UserError
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    torch.manual_seed(0)
+    net = MultiExitSRResNet(num_feat=8, num_block=6, exits=[2, 4], upscale=4)
+    ema = {k: v * 0.5 for k, v in net.state_dict().items()}
+    (tmp_path / 'exp' / 'models').mkdir(parents=True)
+    path = tmp_path / 'exp' / 'models' / 'net_g_100.pth'
+    torch.save({'params': net.state_dict(), 'params_ema': ema}, path)
+    return str(path), net.eval(), ema
+
+
+def test_pth_export_is_basicsr_msrresnet_with_only_its_own_weights(ckpt, tmp_path):
+    path, net, ema = ckpt
+    sidecars = export(path, ('pth', ), str(tmp_path / 'out'), exits=[2])
+    exported = torch.load(tmp_path / 'out' / 'exp_e2_x4.pth', weights_only=True)
+    ref = MSRResNet(num_feat=8, num_block=2, upscale=4)
+    assert set(exported) == {'params', 'params_ema'}
+    assert list(exported['params']) == list(ref.state_dict())  # blocks 1..2 and tail 2, nothing deeper
+    ref.load_state_dict(exported['params'], strict=True)
+    x = check_image(None, 4)
+    with torch.no_grad():
+        assert torch.equal(ref.eval()(x), net(x, exit=2))
+    ref.load_state_dict(exported['params_ema'], strict=True)
+    assert torch.equal(ref.conv_first.weight, ema['conv_first.weight'])
+    side = json.load(open(tmp_path / 'out' / 'exp_e2_x4.pth.json'))
+    assert side == sidecars[0] and side['max_abs_diff'] == 0.0 and side['exit'] == 2 and side['scale'] == 4
+    assert side['params'] == sum(p.numel() for p in ref.parameters()) and side['macs'] > 0
+    assert len(side['source_sha256']) == 64 and side['srdistill_version']
+
+
+def test_every_format_loads_back_and_matches(ckpt, tmp_path):
+    path, net, _ = ckpt
+    sidecars = export(path, ('safetensors', 'onnx', 'torchscript'), str(tmp_path / 'out'), exits='final',
+                      param_key='params')
+    assert [s['file'] for s in sidecars] == ['exp_e6_x4.safetensors', 'exp_e6_x4.onnx', 'exp_e6_x4.torchscript.pt']
+    assert all(s['max_abs_diff'] <= s['tolerance'] for s in sidecars)
+    # on another real image, batch size and size than the check image (dynamic axes)
+    lr = np.stack([c[..., ::-1].transpose(2, 0, 1) / 255. for c in photo_crops(2, 20)]).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(lr)).numpy()
+    session = ort.InferenceSession(str(tmp_path / 'out' / 'exp_e6_x4.onnx'), providers=['CPUExecutionProvider'])
+    assert np.abs(session.run(None, {'lr': lr})[0] - expected).max() < 1e-4
+    scripted = torch.jit.load(str(tmp_path / 'out' / 'exp_e6_x4.torchscript.pt'))
+    assert np.abs(scripted(torch.from_numpy(lr)).detach().numpy() - expected).max() < 1e-5
+    weights = load_file(str(tmp_path / 'out' / 'exp_e6_x4.safetensors'))
+    assert torch.equal(weights['body.5.conv2.weight'], net.state_dict()['body.5.conv2.weight'])
+
+
+def test_cli_exports_every_exit(ckpt, tmp_path, capsys):
+    path, _, _ = ckpt
+    assert main(['--ckpt', path, '--exit', 'all', '--format', 'pth', '--out', str(tmp_path / 'o')]) == 0
+    out = capsys.readouterr().out
+    assert [line.split(':')[0].rsplit('/', 1)[1] for line in out.splitlines()] == [
+        'exp_e2_x4.pth', 'exp_e4_x4.pth', 'exp_e6_x4.pth']
+    # existing exports are kept unless asked
+    assert main(['--ckpt', path, '--exit', '2', '--out', str(tmp_path / 'o')]) == 2
+    assert 'exp_e2_x4.pth exists (1 of the exports do); pass --overwrite' in capsys.readouterr().err
+    assert main(['--ckpt', path, '--exit', '2', '--out', str(tmp_path / 'o'), '--overwrite']) == 0
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--exit', '3'], "--exit [3]: the checkpoint has no such output; it has [2, 4, 6]"),
+    (['--exit', 'eight'], "--exit takes depths (integers), 'all' or 'final', got eight"),
+])
+def test_bad_exit(ckpt, tmp_path, capsys, args, message):
+    assert main(['--ckpt', ckpt[0], '--out', str(tmp_path / 'o'), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / 'o').exists()
+
+
+def test_bad_checkpoints_and_output_folder(ckpt, tmp_path):
+    torch.save({'params': torch.nn.Conv2d(3, 3, 3).state_dict()}, tmp_path / 'conv.pth')
+    with pytest.raises(UserError, match='conv.pth is not an SRResNet or multi-exit SRResNet checkpoint'):
+        export(str(tmp_path / 'conv.pth'), out_dir=str(tmp_path / 'o'))
+    (tmp_path / 'corrupt.pth').write_bytes(b'\x80\x02garbage')
+    with pytest.raises(UserError, match='corrupt.pth is not a loadable PyTorch checkpoint'):
+        export(str(tmp_path / 'corrupt.pth'), out_dir=str(tmp_path / 'o'))
+    (tmp_path / 'a_file').write_text('x')
+    with pytest.raises(UserError, match='cannot write to the output folder .*a_file/out'):
+        export(ckpt[0], out_dir=str(tmp_path / 'a_file' / 'out'))
+
+
+def test_nothing_half_written_when_a_check_fails(ckpt, tmp_path, monkeypatch):
+    monkeypatch.setitem(exporter.TOLERANCE, 'torchscript', -1.0)  # every check fails
+    with pytest.raises(UserError, match=r'exp_e2_x4.torchscript.pt differs from the PyTorch exit by .*nothing was '
+                       'written'):
+        export(ckpt[0], ('torchscript', ), str(tmp_path / 'o'), exits=[2])
+    assert list((tmp_path / 'o').iterdir()) == []
