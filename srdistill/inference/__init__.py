@@ -1,0 +1,1 @@
+"""Inference on users' images with exported exits or checkpoints."""
