@@ -104,3 +104,17 @@ def test_nothing_half_written_when_a_check_fails(ckpt, tmp_path, monkeypatch):
                        'written'):
         export(ckpt[0], ('torchscript', ), str(tmp_path / 'o'), exits=[2])
     assert list((tmp_path / 'o').iterdir()) == []
+
+
+def test_int8_onnx_runs_and_reports_its_cost_and_psnr_change(ckpt, tmp_path):
+    sidecars = export(ckpt[0], ('onnx', ), str(tmp_path / 'o'), exits=[2], int8=True)
+    int8 = sidecars[-1]
+    assert int8['format'] == 'onnx-int8' and int8['file'] == 'exp_e2_x4.int8.onnx'
+    assert int8['int8']['size_mb'] > 0 and int8['fp32']['latency_ms'] > 0 and int8['test_images'] == 2
+    assert int8['psnr_change'] == pytest.approx(int8['int8']['psnr'] - int8['fp32']['psnr'])
+    assert abs(int8['psnr_change']) < 3 and 15 < int8['fp32']['psnr'] < 50
+    session = ort.InferenceSession(str(tmp_path / 'o' / 'exp_e2_x4.int8.onnx'), providers=['CPUExecutionProvider'])
+    assert session.run(None, {'lr': np.zeros((1, 3, 10, 12), np.float32)})[0].shape == (1, 3, 40, 48)
+    assert json.load(open(tmp_path / 'o' / 'exp_e2_x4.int8.onnx.json'))['calibration_images'] == 3
+    with pytest.raises(UserError, match='--int8 quantises the ONNX export: add onnx to --format'):
+        export(ckpt[0], ('pth', ), str(tmp_path / 'p'), int8=True)

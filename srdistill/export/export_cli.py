@@ -25,6 +25,11 @@ def build_parser():
     p.add_argument('--check-image', help='image the exports are checked on (default: a bundled photo crop)')
     p.add_argument('--label', help='file-name prefix (default: the experiment name)')
     p.add_argument('--overwrite', action='store_true', help='replace existing exports')
+    p.add_argument('--int8', action='store_true', help='also a statically quantised INT8 ONNX (with --format onnx)')
+    p.add_argument('--calib', nargs='+', help='LR images/folders for INT8 calibration (default: bundled photos)')
+    p.add_argument('--test-set', help='prepared set under --data-root for the INT8 PSNR change (default: bundled '
+                   'photos)')
+    p.add_argument('--data-root', default='datasets')
     return p
 
 
@@ -41,12 +46,28 @@ def main(argv=None):
     """Entry point; returns the exit status (2 on bad input, with one message and no traceback)."""
     args = build_parser().parse_args(argv)
     try:
+        calib = test = None
+        if args.calib:
+            from srdistill.evaluation.exits import read_image
+            from srdistill.inference.infer_cli import collect_inputs
+            calib = [read_image(f) for f in collect_inputs(args.calib)]
+        if args.test_set:
+            from srdistill.evaluation.checkpoints import infer_network_opt, read_state_dict
+            from srdistill.evaluation.exits import dataset_pairs, read_image
+            scale = infer_network_opt(read_state_dict(args.ckpt, args.param_key), args.ckpt)['upscale']
+            test = [(read_image(g), read_image(q)) for g, q in dataset_pairs(args.test_set, args.data_root, scale)]
         sidecars = export(args.ckpt, tuple(args.format), args.out, _exits(args.exit), args.param_key, args.opt,
-                          args.check_image, args.label, args.overwrite)
+                          args.check_image, args.label, args.overwrite, args.int8, calib, test)
     except UserError as err:
         print(f'srdistill: error: {err}', file=sys.stderr)
         return 2
     for s in sidecars:
+        if s['format'] == 'onnx-int8':
+            print(f"{args.out}/{s['file']}: {s['int8']['size_mb']:.2f} MB vs {s['fp32']['size_mb']:.2f} MB fp32, "
+                  f"{s['int8']['latency_ms']:.1f} vs {s['fp32']['latency_ms']:.1f} ms (CPU, LR "
+                  f"{s['latency_input'][1]}x{s['latency_input'][0]}), PSNR {s['psnr_change']:+.2f} dB on "
+                  f"{s['test_images']} test images")
+            continue
         print(f"{args.out}/{s['file']}: exit {s['exit']}, {s['params']:,} params, {s['macs'] / 1e9:.1f} GMACs "
               f"(1280x720 output), max |diff| {s['max_abs_diff']:.1e} on the check image")
     return 0
