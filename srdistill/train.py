@@ -19,6 +19,7 @@ def train_pipeline(root_path):
     compat.apply()
     import basicsr.train as basicsr_train
 
+    sys.argv = compat.normalize_argv(sys.argv)
     parse_options = basicsr_train.parse_options
 
     def parse_and_check(root_path, is_train=True):
