@@ -27,9 +27,16 @@ def exit_macs(net, depth, output_size=MAC_OUTPUT_SIZE):
     not counted (they are below 0.1% here).
     """
     h, w = output_size
-    scale = net.upscale
-    if h % scale or w % scale:
-        raise ValueError(f'output size {output_size} is not a multiple of the scale {scale}.')
+    if h % net.upscale or w % net.upscale:
+        raise ValueError(f'output size {output_size} is not a multiple of the scale {net.upscale}.')
+    return forward_macs(net, (h // net.upscale, w // net.upscale), exit=depth)
+
+
+def forward_macs(net, lr_size, exit=None):  # noqa: A002 (the forward's own argument name)
+    """Convolution multiply-accumulates of ``net(x, exit=exit)`` for one LR image of ``lr_size`` (h, w).
+
+    ``exit='all'`` counts the training/validation pass (trunk once, every tail).
+    """
     total = 0
 
     def count(module, inputs, output):
@@ -39,7 +46,7 @@ def exit_macs(net, depth, output_size=MAC_OUTPUT_SIZE):
     meta = _meta_copy(net)
     hooks = [m.register_forward_hook(count) for m in meta.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad():
-        meta(torch.empty(1, meta.conv_first.in_channels, h // scale, w // scale, device='meta'), exit=depth)
+        meta(torch.empty(1, meta.conv_first.in_channels, *lr_size, device='meta'), exit=exit)
     for hook in hooks:
         hook.remove()
     return total

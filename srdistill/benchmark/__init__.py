@@ -1,0 +1,1 @@
+"""Speed benchmark of training and inference (tools/benchmark.py)."""

@@ -1,0 +1,103 @@
+"""Timers for the benchmark: training steps of BasicSR models, inference variants, and a matmul reference.
+
+All times are medians of repeated runs after warm-up, with CUDA synchronised around each run.
+"""
+import copy
+import statistics
+import time
+
+import torch
+from basicsr.models import build_model
+
+
+def _sync(device):
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn, device, warmup=2, repeats=5):
+    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def training_step_time(model_opt, batch, gt_size, scale, device, warmup=2, repeats=5):
+    """Median seconds of one ``optimize_parameters`` step of a BasicSR model built from ``model_opt``.
+
+    The batch lives on the device already (random data), so this is the model's own cost, not the data pipeline's.
+
+    Args:
+        model_opt (dict): BasicSR options (``model_type``, ``network_g``, ``train``...).
+        batch (int): Samples per step.
+        gt_size (int): HR patch size.
+        scale (int): Upscaling factor.
+        device (str | torch.device): Where to run.
+    """
+    opt = copy.deepcopy(model_opt)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=1 if torch.device(device).type == 'cuda' else 0)
+    model = build_model(opt)
+    data = {'lq': torch.rand(batch, 3, gt_size // scale, gt_size // scale, device=device),
+            'gt': torch.rand(batch, 3, gt_size, gt_size, device=device)}
+    step = {'n': 0}
+
+    def one_step():
+        step['n'] += 1
+        model.feed_data(data)
+        model.optimize_parameters(step['n'])
+
+    return median_time(one_step, device, warmup, repeats)
+
+
+def inference_variants(net, depth, lr_size, device, warmup=2, repeats=5, compile_=True, onnx_path=None):
+    """Median ms of one LR image through the exit at ``depth``, per execution variant.
+
+    Variants: ``eager``; ``channels_last`` (memory format); ``compile`` (``torch.compile``, compile time excluded and
+    reported as ``compile_s``); ``onnxruntime`` (when ``onnx_path`` is given); on CUDA also ``fp16`` and ``bf16``
+    autocast.
+
+    Returns:
+        dict[str, float]: variant -> ms (and ``compile_s``).
+    """
+    x = torch.rand(1, 3, *lr_size, device=device)
+    net = net.to(device).eval()
+    results = {}
+    with torch.no_grad():
+        results['eager'] = median_time(lambda: net(x, exit=depth), device, warmup, repeats) * 1000
+        cl_net = copy.deepcopy(net).to(memory_format=torch.channels_last)
+        x_cl = x.to(memory_format=torch.channels_last)
+        results['channels_last'] = median_time(lambda: cl_net(x_cl, exit=depth), device, warmup, repeats) * 1000
+        if torch.device(device).type == 'cuda':
+            for name, dtype in (('fp16', torch.float16), ('bf16', torch.bfloat16)):
+                def run(dtype=dtype):
+                    with torch.autocast('cuda', dtype=dtype):
+                        net(x, exit=depth)
+                results[name] = median_time(run, device, warmup, repeats) * 1000
+        if compile_:
+            compiled = torch.compile(lambda t: net(t, exit=depth))
+            start = time.perf_counter()
+            compiled(x)
+            _sync(device)
+            results['compile_s'] = time.perf_counter() - start
+            results['compile'] = median_time(lambda: compiled(x), device, warmup, repeats) * 1000
+    if onnx_path is not None:
+        import onnxruntime as ort
+        providers = ['CUDAExecutionProvider'] if torch.device(device).type == 'cuda' else []
+        session = ort.InferenceSession(onnx_path, providers=providers + ['CPUExecutionProvider'])
+        feed = {'lr': x.cpu().numpy()}
+        results['onnxruntime'] = median_time(lambda: session.run(None, feed), 'cpu', warmup, repeats) * 1000
+    return results
+
+
+def matmul_gflops(device, n=2048, repeats=5):
+    """Achieved GFLOP/s of an ``n`` x ``n`` fp32 matmul: the device's practical peak for dense work."""
+    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+    seconds = median_time(lambda: a @ b, device, warmup=2, repeats=repeats)
+    return 2 * n**3 / seconds / 1e9
