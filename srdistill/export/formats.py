@@ -20,6 +20,7 @@ from srdistill.export.subnet import exit_state_dict, load_msrresnet
 from srdistill.utils.errors import UserError
 
 ONNX_OPSET = 18
+JIT_DEPRECATION = r'`torch\.jit\.\w+` is deprecated'  # torch >= 2.14 warns on every TorchScript call
 SUFFIXES = {'pth': '.pth', 'safetensors': '.safetensors', 'onnx': '.onnx', 'torchscript': '.torchscript.pt'}
 
 
@@ -86,9 +87,9 @@ def write_torchscript(path, net, check, reference):
     """TorchScript is deprecated from torch 2.14 on (``torch.jit.trace`` warns) but still the format many C++ and
     mobile runtimes load; the warning is silenced here, where it is known."""
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='`torch.jit.trace` is deprecated', category=FutureWarning)
+        warnings.filterwarnings('ignore', message=JIT_DEPRECATION, category=FutureWarning)
         traced = torch.jit.trace(net, check)
-    traced.save(path)
-    loaded = torch.jit.load(path, map_location='cpu')
+        traced.save(path)
+        loaded = torch.jit.load(path, map_location='cpu')
     with torch.no_grad():
         return _diff(loaded(check), reference)

@@ -2,6 +2,7 @@
 
 Every runner maps a float32 RGB batch (N, 3, h, w) in [0, 1] to its SR batch (N, 3, h * s, w * s), tiled when asked.
 """
+import warnings
 from os import path as osp
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.evaluation.checkpoints import infer_network_opt, load_checkpoint
+from srdistill.export.formats import JIT_DEPRECATION
 from srdistill.utils.errors import UserError
 from srdistill.utils.tiling import tiled_forward
 
@@ -59,7 +61,9 @@ class TorchScriptRunner(TorchRunner):
 
     def __init__(self, path, device, precision='fp32'):
         try:
-            module = torch.jit.load(path, map_location='cpu')
+            with warnings.catch_warnings():
+                warnings.filterwarnings('ignore', message=JIT_DEPRECATION, category=FutureWarning)
+                module = torch.jit.load(path, map_location='cpu')
         except Exception as err:  # noqa: BLE001
             reason = str(err).splitlines()[0][:160]
             raise UserError(f'{path} is not a loadable TorchScript module ({reason}).') from None
