@@ -66,6 +66,7 @@ def run_demo(root, extra_args=()):
     val = opt['datasets']['val']
     scores, _ = evaluate(net, paired_files(osp.join(root, val['dataroot_gt']), osp.join(root, val['dataroot_lq'])),
                          opt['scale'])
+    scores.pop('bicubic_srcnn')  # the fair baseline is the bicubic of the same LR files the network sees
     print(f'\nCheckpoint: {osp.relpath(ckpt, root)}')
     print(f'Validation photos: {", ".join(VAL_PHOTOS)} (x{opt["scale"]}; Y channel, {opt["scale"]}-pixel border '
           'cropped; bicubic = MATLAB imresize)\n')

@@ -28,7 +28,8 @@ def test_every_exit_and_bicubic_scored_on_real_pairs(tmp_path):
     pairs = paired_files(gt_dir, lq_dir)
     scores, per_image = evaluate(_zero_output_net(), pairs, 4, device=torch.device('cpu'), rgb=True,
                                  save_dir=str(tmp_path / 'sr'))
-    assert list(scores) == ['bicubic', 'e2', 'e4'] and list(scores['e2']) == ['psnr', 'ssim', 'psnr_rgb']
+    assert list(scores) == ['bicubic_srcnn', 'bicubic', 'e2', 'e4']
+    assert list(scores['e2']) == ['psnr', 'ssim', 'psnr_rgb']
     assert scores['e2'] == scores['e4']  # both are the bilinear upsampling
 
     expected = [calculate_psnr_y(bicubic_upsample(cv2.imread(lq), 4), cv2.imread(gt), crop_border=4)
@@ -39,7 +40,7 @@ def test_every_exit_and_bicubic_scored_on_real_pairs(tmp_path):
     assert scores['bicubic']['psnr'] > scores['e2']['psnr']  # MATLAB bicubic beats bilinear on real photos
     assert sorted(p.name for p in (tmp_path / 'sr' / 'e4').iterdir()) == ['img00.png', 'img01.png']
     table = markdown_table(scores, 'val')
-    assert table.splitlines()[0] == '| output | val PSNR (dB) | val SSIM |' and len(table.splitlines()) == 5
+    assert table.splitlines()[0] == '| output | val PSNR (dB) | val SSIM |' and len(table.splitlines()) == 6
 
 
 def test_checkpoints_multi_exit_and_plain_msrresnet(tmp_path):

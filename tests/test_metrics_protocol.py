@@ -14,8 +14,14 @@ import pytest
 from scipy.signal import convolve2d
 
 import srdistill  # noqa: F401  (registers the metrics)
-from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample, calculate_psnr_y, calculate_ssim_y, rgb2y
-from srdistill.utils.matlab_imresize import imresize, mod_crop
+from srdistill.metrics.psnr_ssim_y_metric import (
+    bicubic_upsample,
+    bicubic_y_only,
+    calculate_psnr_y,
+    calculate_ssim_y,
+    rgb2y,
+)
+from srdistill.utils.matlab_imresize import imresize
 
 SHARED = Path(os.environ['SRDISTILL_SHARED']) if os.environ.get('SRDISTILL_SHARED') else (
     Path(__file__).resolve().parents[1].parent / 'shared')
@@ -93,23 +99,11 @@ def _published_lr_scores(set_name, scale):
     return scores
 
 
-def _y_only_bicubic(hr, scale):
-    """SRCNN's bicubic baseline: uint8 Y of the mod-cropped HR, float imresize down and up on Y, rounded to uint8.
-
-    Returns:
-        tuple[np.ndarray, np.ndarray]: (bicubic Y, HR Y), both uint8 (H, W), i.e. gray images for the metrics.
-    """
-    hr_y = mod_crop(rgb2y(hr), scale)
-    y = hr_y / 255.0
-    up = imresize(imresize(y, 1 / scale), scale)
-    return np.clip(np.floor(up * 255.0 + 0.5), 0, 255).astype(np.uint8), hr_y.astype(np.uint8)
-
-
 @lru_cache(maxsize=None)
 def _y_only_means(set_name, scale):
     p, s = [], []
     for hr_path in sorted((DATASETS / set_name / 'HR').glob('*.png')):
-        sr_y, hr_y = _y_only_bicubic(_read(hr_path), scale)
+        sr_y, hr_y = bicubic_y_only(_read(hr_path), scale)
         p.append(calculate_psnr_y(sr_y, hr_y, scale))
         s.append(calculate_ssim_y(sr_y, hr_y, scale))
     return float(np.mean(p)), float(np.mean(s))

@@ -122,8 +122,9 @@ def run(args):
         if message:
             print(message, file=sys.stderr)
 
-    rows, per_image = {('bicubic', 'bicubic'): dict(model='bicubic', output='bicubic', depth=None, params=None,
-                                                    macs=None, latency_ms=None)}, {}
+    rows = {('bicubic', out): dict(model='bicubic', output=out, depth=None, params=None, macs=None, latency_ms=None)
+            for out in ('bicubic_srcnn', 'bicubic')}
+    per_image = {}
     out_h, out_w = args.mac_size
     for label, net, _ in models:
         for d in depths[label]:
@@ -141,7 +142,7 @@ def run(args):
                                      desc=f'{label} on {name}')
             per_image.setdefault(label, {})[name] = images
             for output, values in means.items():
-                key = ('bicubic', 'bicubic') if output == 'bicubic' else (label, output)
+                key = ('bicubic', output) if output.startswith('bicubic') else (label, output)
                 if key in rows:
                     rows[key].update({f'{name}/{m}': v for m, v in values.items()})
     rows = list(rows.values())

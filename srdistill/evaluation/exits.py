@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from srdistill.data.checks import IMAGE_EXTENSIONS
 from srdistill.data.prepare import to_uint8
-from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample, calculate_psnr_y, calculate_ssim_y
+from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample, bicubic_y_only, calculate_psnr_y, calculate_ssim_y
 from srdistill.utils.errors import UserError
 from srdistill.utils.tiling import self_ensemble, tiled_forward
 
@@ -145,7 +145,8 @@ def evaluate(net, pairs, scale, device=None, tile=None, overlap=32, ensemble=Fal
         rgb (bool): Also PSNR on RGB (``psnr_rgb``). Default: False.
         lpips_fn (callable | None): An LPIPS module (``lpips``). Default: None.
         save_dir (str | None): Write each SR image to ``<save_dir>/<output>/<name>.png``. Default: None.
-        bicubic (bool): Include the bicubic row. Default: True.
+        bicubic (bool): Include the bicubic rows: ``bicubic`` (of the LR files) and ``bicubic_srcnn`` (SRCNN's Y-only
+            pipeline, :func:`bicubic_y_only`: the numbers papers quote; PSNR/SSIM only). Default: True.
         desc (str | None): Progress-bar label; None: no bar.
 
     Returns:
@@ -162,13 +163,18 @@ def evaluate(net, pairs, scale, device=None, tile=None, overlap=32, ensemble=Fal
             results.update(super_resolve(net, lq, device, tile=tile, overlap=overlap, ensemble=ensemble))
         name = osp.splitext(osp.basename(lq_path))[0]
         scores = OrderedDict()
+        if bicubic:
+            sr_y, hr_y = bicubic_y_only(gt, scale)
+            scores['bicubic_srcnn'] = {'psnr': calculate_psnr_y(sr_y, hr_y, crop_border=scale),
+                                       'ssim': calculate_ssim_y(sr_y, hr_y, crop_border=scale)}
         for key, sr in results.items():
             scores[key] = score(sr, gt, scale, rgb=rgb, lpips_fn=lpips_fn, device=device or 'cpu')
-            for metric, value in scores[key].items():
-                sums.setdefault(key, OrderedDict()).setdefault(metric, 0.)
-                sums[key][metric] += value
             if save_dir is not None:
                 imwrite(sr, osp.join(save_dir, key, f'{name}.png'))
+        for key, metrics in scores.items():
+            for metric, value in metrics.items():
+                sums.setdefault(key, OrderedDict()).setdefault(metric, 0.)
+                sums[key][metric] += value
         per_image.append((name, scores))
     means = OrderedDict((key, OrderedDict((m, v / len(pairs)) for m, v in metrics.items()))
                         for key, metrics in sums.items())

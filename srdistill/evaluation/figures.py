@@ -15,7 +15,7 @@ def plot_tradeoff(rows, dataset, path):
     """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     models = [m for m in dict.fromkeys(r['model'] for r in rows) if m != 'bicubic']
-    bicubic = next((r for r in rows if r['model'] == 'bicubic'), None)
+    bicubic = next((r for r in rows if r['output'] == 'bicubic'), None)  # of the LR files, as the models
     for ax, key, label in ((axes[0], 'macs', 'GMACs'), (axes[1], 'latency_ms', 'latency (ms)')):
         for model in models:
             points = sorted((r[key] / (1e9 if key == 'macs' else 1), r[f'{dataset}/psnr'], r['output'])

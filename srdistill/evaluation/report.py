@@ -7,7 +7,8 @@ from os import path as osp
 PROTOCOL = ('Y channel of ITU-R BT.601 as MATLAB rgb2ycbcr computes it on the 8-bit image (rounded; a grayscale image '
             'is its own Y), `scale` pixels cropped from each border, SR output rounded to 8 bits, HR cropped '
             'top-left to LR size x scale, mean over images; SSIM of Wang et al. (11x11 Gaussian, sigma 1.5); bicubic = '
-            'MATLAB imresize of the LR image. MACs: multiply-accumulates of the convolutions for a {out_w}x{out_h} '
+            'MATLAB imresize of the LR image; bicubic_srcnn = SRCNN\'s Y-only float resize of the HR (the bicubic '
+            'numbers papers quote). MACs: multiply-accumulates of the convolutions for a {out_w}x{out_h} '
             'output. Latency: median of {repeats} runs after {warmup} warm-up runs, one {lr_w}x{lr_h} LR image, '
             'on {device}; each exit runs alone (blocks 1..k and its tail).')
 
