@@ -6,7 +6,7 @@ from os import path as osp
 import pytest
 import torch
 from basicsr.archs.srresnet_arch import MSRResNet
-from conftest import SHARED, make_paired_folder
+from conftest import SHARED, make_paired_folder, write_opt
 
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.data.prepare import prepare_paired_folder
@@ -122,3 +122,19 @@ def test_bicubic_rows_reproduce_the_published_tables(tmp_path, capsys, name, sca
     out = capsys.readouterr().out
     assert f'| bicubic | bicubic | - | - | - | {lr_files} |' in out
     assert f'| bicubic | bicubic_srcnn | - | - | - | {quoted} |' in out
+
+
+def test_basicsr_style_test_options_file(setup, capsys):
+    tmp_path, root = setup
+    opt = {'name': 't', 'scale': 4, 'datasets': {'test_1': {
+        'name': 'SetA', 'type': 'PairedImageDataset', 'dataroot_gt': str(root / 'SetA' / 'HR'),
+        'dataroot_lq': str(root / 'SetA' / 'LR_bicubic' / 'X4'), 'io_backend': {'type': 'disk'}}},
+        'network_g': {'type': 'MultiExitSRResNet', 'num_feat': 8, 'num_block': 4, 'exits': [2], 'upscale': 4},
+        'path': {'pretrain_network_g': str(tmp_path / 'exp' / 'models' / 'net_g_10.pth')}}
+    opt_path = write_opt(tmp_path / 'test.yml', opt)
+    assert main(['-opt', opt_path, '--out', str(tmp_path / 'o'), '--no-latency', '--device', 'cpu']) == 0
+    rows = json.load(open(tmp_path / 'o' / 'results.json'))['rows']
+    assert [r['output'] for r in rows] == ['bicubic_srcnn', 'bicubic', 'e2', 'e4'] and 'SetA/psnr' in rows[-1]
+    opt['network_g']['num_block'] = 6  # the options describe another network than the checkpoint holds
+    assert main(['-opt', write_opt(tmp_path / 'bad.yml', opt), '--out', str(tmp_path / 'o2')]) == 2
+    assert 'network_g.num_block is 6 there, 4 in the checkpoint' in capsys.readouterr().err
