@@ -2,7 +2,7 @@
 import sys
 
 from srdistill import compat
-from srdistill.utils.errors import UserError
+from srdistill.utils.errors import UserError, report_errors
 from srdistill.utils.options import check_train_options
 
 
@@ -44,8 +44,6 @@ def _opt_arg():
 
 def main(root_path):
     """``tools/train.py``: train, printing a :class:`UserError` as one line (no traceback) and exiting with 2."""
-    try:
-        train_pipeline(root_path)
-    except UserError as err:
-        print(f'srdistill: error: {err}', file=sys.stderr)
-        sys.exit(2)
+    status = report_errors(train_pipeline, root_path)
+    if status:
+        sys.exit(status)

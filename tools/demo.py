@@ -8,14 +8,10 @@ from os import path as osp
 
 import srdistill  # noqa: F401  (applies BasicSR fixes, registers srdistill's components)
 from srdistill.demo import run_demo
-from srdistill.utils.errors import UserError
+from srdistill.utils.errors import report_errors
 
 ROOT = osp.abspath(osp.join(__file__, osp.pardir, osp.pardir))
 
 if __name__ == '__main__':
     os.chdir(ROOT)  # the options' dataset paths are relative to the repository
-    try:
-        sys.exit(run_demo(ROOT, sys.argv[1:]))
-    except UserError as err:
-        print(f'srdistill: error: {err}', file=sys.stderr)
-        sys.exit(2)
+    sys.exit(report_errors(run_demo, ROOT, sys.argv[1:]))

@@ -8,14 +8,13 @@
 Outputs go to <repo>/datasets by default (--root); existing files are kept unless --overwrite. See datasets/README.md.
 """
 import argparse
-import sys
 from os import path as osp
 
 from srdistill.data.benchmarks import BENCHMARK_URL, BENCHMARKS, fetch_benchmarks
 from srdistill.data.div2k import DIV2K_URL, prepare_div2k
 from srdistill.data.lmdb_pack import pack_lmdb
 from srdistill.data.prepare import prepare_paired_folder
-from srdistill.utils.errors import UserError
+from srdistill.utils.errors import UserError, report_errors
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir))
 
@@ -111,10 +110,4 @@ def run(args):
 
 def main(argv=None):
     """Entry point; returns the exit status (2 on bad input, with one message and no traceback)."""
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except UserError as err:
-        print(f'srdistill: error: {err}', file=sys.stderr)
-        return 2
-    return 0
+    return report_errors(run, build_parser().parse_args(argv))

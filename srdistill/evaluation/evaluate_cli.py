@@ -27,7 +27,7 @@ from srdistill.evaluation.exits import (
 from srdistill.evaluation.figures import comparison_picture, plot_tradeoff
 from srdistill.evaluation.report import PROTOCOL, markdown, write_reports
 from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample
-from srdistill.utils.errors import UserError
+from srdistill.utils.errors import UserError, report_errors
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir))
 
@@ -180,10 +180,4 @@ def _picture(models, depths, dataset, scale, per_image, args, device, path):
 
 def main(argv=None):
     """Entry point; returns the exit status (2 on bad input, with one message and no traceback)."""
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except UserError as err:
-        print(f'srdistill: error: {err}', file=sys.stderr)
-        return 2
-    return 0
+    return report_errors(run, build_parser().parse_args(argv))

@@ -4,11 +4,10 @@
         --format pth safetensors onnx torchscript --out exports/
 """
 import argparse
-import sys
 
 from srdistill.export.exporter import export
 from srdistill.export.formats import SUFFIXES
-from srdistill.utils.errors import UserError
+from srdistill.utils.errors import UserError, report_errors
 
 
 def build_parser():
@@ -42,25 +41,28 @@ def _exits(values):
         raise UserError(f"--exit takes depths (integers), 'all' or 'final', got {' '.join(values)}.") from None
 
 
+def _run(args):
+    calib = test = None
+    if args.calib:
+        from srdistill.evaluation.exits import read_image
+        from srdistill.inference.infer_cli import collect_inputs
+        calib = [read_image(f) for f in collect_inputs(args.calib)]
+    if args.test_set:
+        from srdistill.evaluation.checkpoints import infer_network_opt, read_state_dict
+        from srdistill.evaluation.exits import dataset_pairs, read_image
+        scale = infer_network_opt(read_state_dict(args.ckpt, args.param_key), args.ckpt)['upscale']
+        test = [(read_image(g), read_image(q)) for g, q in dataset_pairs(args.test_set, args.data_root, scale)]
+    return export(args.ckpt, tuple(args.format), args.out, _exits(args.exit), args.param_key, args.opt,
+                  args.check_image, args.label, args.overwrite, args.int8, calib, test)
+
+
 def main(argv=None):
     """Entry point; returns the exit status (2 on bad input, with one message and no traceback)."""
     args = build_parser().parse_args(argv)
-    try:
-        calib = test = None
-        if args.calib:
-            from srdistill.evaluation.exits import read_image
-            from srdistill.inference.infer_cli import collect_inputs
-            calib = [read_image(f) for f in collect_inputs(args.calib)]
-        if args.test_set:
-            from srdistill.evaluation.checkpoints import infer_network_opt, read_state_dict
-            from srdistill.evaluation.exits import dataset_pairs, read_image
-            scale = infer_network_opt(read_state_dict(args.ckpt, args.param_key), args.ckpt)['upscale']
-            test = [(read_image(g), read_image(q)) for g, q in dataset_pairs(args.test_set, args.data_root, scale)]
-        sidecars = export(args.ckpt, tuple(args.format), args.out, _exits(args.exit), args.param_key, args.opt,
-                          args.check_image, args.label, args.overwrite, args.int8, calib, test)
-    except UserError as err:
-        print(f'srdistill: error: {err}', file=sys.stderr)
-        return 2
+    sidecars = []
+    status = report_errors(lambda: sidecars.extend(_run(args)))
+    if status:
+        return status
     for s in sidecars:
         if s['format'] == 'onnx-int8':
             print(f"{args.out}/{s['file']}: {s['int8']['size_mb']:.2f} MB vs {s['fp32']['size_mb']:.2f} MB fp32, "

@@ -22,7 +22,7 @@ from srdistill.data.prepare import write_image
 from srdistill.evaluation.exits import default_device
 from srdistill.inference.images import upscale_image
 from srdistill.inference.runners import PRECISIONS, load_runner
-from srdistill.utils.errors import UserError
+from srdistill.utils.errors import UserError, report_errors
 
 
 def build_parser():
@@ -105,9 +105,4 @@ def run(args):
 
 def main(argv=None):
     """Entry point: 0 when every image was written, 1 when some failed, 2 on bad arguments (one message)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return 1 if run(args) else 0
-    except UserError as err:
-        print(f'srdistill: error: {err}', file=sys.stderr)
-        return 2
+    return report_errors(lambda args: 1 if run(args) else 0, build_parser().parse_args(argv))

@@ -6,3 +6,18 @@ class UserError(Exception):
 
     Entry points (``tools/*.py``) print the message alone, without a traceback, and exit with status 2.
     """
+
+
+def report_errors(fn, *args):
+    """Run ``fn(*args)`` for a command-line entry point: a :class:`UserError` becomes one line on stderr.
+
+    Returns:
+        int: The exit status: ``fn``'s own when it returns an int, 0 when it returns anything else, 2 on a UserError.
+    """
+    import sys
+    try:
+        result = fn(*args)
+    except UserError as err:
+        print(f'srdistill: error: {err}', file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
