@@ -128,3 +128,11 @@ def test_meta_info_file_naming_missing_files(tiny_opt, tmp_path, monkeypatch, ca
     tiny_opt['datasets']['train']['meta_info_file'] = str(meta)
     err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
     assert f'datasets.train.meta_info_file: {meta} names 1 file(s) missing from ' in err and ': img07.png.' in err
+
+
+def test_incomplete_lmdb(tiny_opt, tmp_path, monkeypatch, capsys):
+    (tmp_path / 'gt.lmdb').mkdir()  # e.g. an interrupted packing: no meta_info.txt
+    tiny_opt['datasets']['train'].update(dataroot_gt=str(tmp_path / 'gt.lmdb'), io_backend={'type': 'lmdb'})
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert f'datasets.train.dataroot_gt: {tmp_path / "gt.lmdb"} is not a complete LMDB (no ' in err
+    assert 'meta_info.txt' in err
