@@ -15,8 +15,9 @@ from srdistill.utils.errors import UserError
 _REQUIRED = ('conv_first.weight', 'upconv1.weight', 'conv_hr.weight', 'conv_last.weight')
 
 
-def read_state_dict(ckpt_path, param_key='params'):
-    """The weights in a checkpoint (``params``/``params_ema`` of BasicSR's ``net_g_*.pth``, or a bare state dict).
+def read_state_dicts(ckpt_path):
+    """Every set of weights in a checkpoint, loaded once: ``{'params': ..., 'params_ema': ...}`` for BasicSR's
+    ``net_g_*.pth`` (``params_ema`` only when present), ``{'params': ...}`` for a bare state dict.
 
     Loaded with ``weights_only=True``; a ``module.`` prefix (DataParallel) is removed.
 
@@ -30,14 +31,21 @@ def read_state_dict(ckpt_path, param_key='params'):
     except Exception as err:  # noqa: BLE001 (any unpickling/format error means "not a checkpoint")
         reason = str(err).splitlines()[0][:200]
         raise UserError(f'{ckpt_path} is not a loadable PyTorch checkpoint ({reason}).') from None
-    if isinstance(state, dict) and param_key in state and isinstance(state[param_key], dict):
-        state = state[param_key]
-    elif isinstance(state, dict) and isinstance(state.get('params'), dict):
-        state = state['params']
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise UserError(f'{ckpt_path} holds no network weights (expected a state dict, or BasicSR\'s '
-                        '{"params": ...}).')
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    keyed = {k: state[k] for k in ('params', 'params_ema')
+             if isinstance(state, dict) and isinstance(state.get(k), dict)}
+    states = keyed or {'params': state}
+    for weights in states.values():
+        if not isinstance(weights, dict) or not all(torch.is_tensor(v) for v in weights.values()):
+            raise UserError(f'{ckpt_path} holds no network weights (expected a state dict, or BasicSR\'s '
+                            '{"params": ...}).')
+    return {key: {k[len('module.'):] if k.startswith('module.') else k: v for k, v in weights.items()}
+            for key, weights in states.items()}
+
+
+def read_state_dict(ckpt_path, param_key='params'):
+    """The weights ``param_key`` of a checkpoint (see :func:`read_state_dicts`), falling back to the other set."""
+    states = read_state_dicts(ckpt_path)
+    return states.get(param_key) or next(iter(states.values()))
 
 
 def infer_network_opt(state, ckpt_path='checkpoint'):

@@ -8,7 +8,7 @@ from os import path as osp
 import torch
 
 from srdistill.data.download import sha256sum
-from srdistill.evaluation.checkpoints import experiment_label, load_checkpoint, read_state_dict
+from srdistill.evaluation.checkpoints import experiment_label, load_checkpoint, read_state_dicts
 from srdistill.evaluation.cost import MAC_OUTPUT_SIZE, exit_macs, exit_parameters
 from srdistill.export import formats
 from srdistill.export.subnet import build_exit, resolve_exits
@@ -78,11 +78,8 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
         raise UserError('--int8 quantises the ONNX export: add onnx to --format.')
     multi, net_opt = load_checkpoint(ckpt, opt_path, param_key)
     depths = resolve_exits(exits, multi.depths)
-    states = {key: read_state_dict(ckpt, key) for key in ('params', 'params_ema')}
-    raw = torch.load(ckpt, map_location='cpu', weights_only=True)
-    if not (isinstance(raw, dict) and 'params_ema' in raw):
-        states.pop('params_ema')  # read_state_dict fell back to params
-    chosen = states.get(param_key, states['params'])
+    states = read_state_dicts(ckpt)
+    chosen = states.get(param_key) or next(iter(states.values()))
     scale = net_opt['upscale']
     label = label or experiment_label(ckpt)
     targets = {(d, f): osp.join(out_dir, f'{label}_e{d}_x{scale}{formats.SUFFIXES[f]}') for d in depths
