@@ -1,6 +1,7 @@
 """Multi-exit SRResNet: BasicSR's MSRResNet trunk with extra upsampling tails branched off intermediate blocks."""
 from collections import OrderedDict
 
+import torch
 from basicsr.archs.arch_util import default_init_weights
 from basicsr.archs.srresnet_arch import MSRResNet
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -60,6 +61,14 @@ def upsample_tail(m, feat, x):
     return out + F.interpolate(x, scale_factor=m.upscale, mode='bilinear', align_corners=False)
 
 
+def _identity_conv1x1(num_feat):
+    conv = nn.Conv2d(num_feat, num_feat, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(num_feat).view(num_feat, num_feat, 1, 1))
+        conv.bias.zero_()
+    return conv
+
+
 class ExitTail(nn.Module):
     """The upsampling tail of an MSRResNet (same layers, names and initialisation), attached to an exit."""
 
@@ -103,9 +112,14 @@ class MultiExitSRResNet(MSRResNet):
         exits (list[int]): Depths after which an extra exit branches, ascending, each in [1, num_block - 1].
             Default: [] (no extra exit).
         upscale (int): 2, 3 or 4. Default: 4.
+        hint_adapters (bool): Add a learned 1x1 convolution per exit (``hint_adapters.<k>``, initialised to the
+            identity) that maps the exit's features onto the deepest ones for a FitNets hint loss
+            (:class:`~srdistill.losses.hint_loss.HintLoss`). Training-only: no output uses it, and exported exits
+            drop it. Default: False.
     """
 
-    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_block=32, exits=(), upscale=4):
+    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_block=32, exits=(), upscale=4,
+                 hint_adapters=False):
         if upscale not in SUPPORTED_SCALES:
             raise ValueError(f'upscale must be one of {SUPPORTED_SCALES}, got {upscale}.')
         if not isinstance(num_block, int) or num_block < 1:
@@ -116,13 +130,39 @@ class MultiExitSRResNet(MSRResNet):
         self.num_block = num_block
         self.exits = exits
         self.exit_tails = nn.ModuleDict({str(k): ExitTail(num_feat, num_out_ch, upscale) for k in exits})
+        if hint_adapters:
+            if not exits:
+                raise ValueError('hint_adapters needs at least one exit (network_g.exits): they map exit features.')
+            self.hint_adapters = nn.ModuleDict({str(k): _identity_conv1x1(num_feat) for k in exits})
 
     @property
     def depths(self):
         """tuple[int]: Depth of every output, ascending; the last is the final output (``num_block``)."""
         return self.exits + (self.num_block,)
 
-    def forward(self, x, exit=None):  # noqa: A002 (``exit`` is the natural name here)
+    def forward_with_features(self, x):
+        """Every output from one pass of the trunk, and the trunk features they branch off.
+
+        Args:
+            x (Tensor): LR input, (N, num_in_ch, H, W).
+
+        Returns:
+            tuple[OrderedDict[int, Tensor], list[Tensor]]: ``{depth: SR image}`` as ``forward(x, exit='all')``, and
+            the trunk features ``feats[d]`` after residual block ``d`` for ``d = 0..num_block`` (``feats[0]``: after
+            the first convolution), each (N, num_feat, H, W). Feature-level distillation losses read them.
+        """
+        outputs = OrderedDict()
+        feat = self.lrelu(self.conv_first(x))
+        feats = [feat]
+        for depth, block in enumerate(self.body, start=1):
+            feat = block(feat)
+            feats.append(feat)
+            if depth in self.exits:
+                outputs[depth] = self.exit_tails[str(depth)](feat, x)
+        outputs[self.num_block] = upsample_tail(self, feat, x)
+        return outputs, feats
+
+    def forward(self, x, exit=None, return_features=False):  # noqa: A002 (``exit`` is the natural name here)
         """Run the network.
 
         Args:
@@ -130,11 +170,17 @@ class MultiExitSRResNet(MSRResNet):
             exit (int | str | None): ``None`` (default): the final output only; no exit tail runs.
                 An int ``k`` (an exit depth or ``num_block``): that output only; only blocks 1..k run.
                 ``'all'``: every output from one pass of the trunk.
+            return_features (bool): With ``exit='all'``, also return the trunk features (see
+                :meth:`forward_with_features`; through ``forward`` so that DDP wrappers see the call).
 
         Returns:
             Tensor | OrderedDict[int, Tensor]: SR image(s), (N, num_out_ch, H * upscale, W * upscale); for ``'all'``
             an ordered dict ``{depth: image}``, shallowest first, the final output last.
         """
+        if return_features:
+            if exit != 'all':
+                raise ValueError("return_features=True needs exit='all'.")
+            return self.forward_with_features(x)
         if exit is None:
             return super().forward(x)
         if exit == 'all':

@@ -3,13 +3,18 @@ from collections import OrderedDict
 from os import path as osp
 
 import torch
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import imwrite, tensor2img
+from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
+from srdistill.losses.feature_distill import FeatureDistillLoss
 from srdistill.losses.self_distill_loss import SelfDistillationLoss
+
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 @MODEL_REGISTRY.register()
@@ -19,34 +24,93 @@ class SelfDistillSRModel(SRModel):
     Overridden from :class:`basicsr.models.sr_model.SRModel`:
 
     - ``init_training_settings``: inherited, then checks that ``train.pixel_opt`` is a loss over all outputs
-      (:class:`SelfDistillationLoss`);
-    - ``optimize_parameters``: one pass of the trunk gives every exit's output; the loss terms are logged per exit
-      (``l_pix_e8``, ``l_distill_e8``, ``l_pix_e32``, ..., and ``l_total``); a perceptual loss, if configured, applies
-      to the final output;
+      (:class:`SelfDistillationLoss`), builds the feature-distillation terms ``train.distill_opts`` (a list of
+      :class:`~srdistill.losses.feature_distill.FeatureDistillLoss` options), the frozen external teacher
+      ``network_t`` when configured, mixed precision (``train.amp``: ``bf16`` / ``fp16`` / ``~``, CUDA only) and the
+      memory format (``train.channels_last``);
+    - ``optimize_parameters``: one pass of the trunk gives every exit's output (and its features when a feature term
+      is configured); the loss terms are logged per exit (``l_pix_e8``, ``l_distill_e8``, ``l_hint_e8``, ...,
+      ``l_pix_e32`` and ``l_total``); losses are computed in fp32; a perceptual loss, if configured, applies to the
+      final output;
     - ``test``: every exit from one forward pass (``self.outputs``); ``self.output`` is the final one;
     - ``nondist_validation``: each metric for each exit (``psnr_e8``, ``ssim_e8``, ..., ``psnr_e32``), best value per
       exit, tensorboard scalars and SR image samples per exit (``val.tb_images`` images, default 2).
 
-    Inherited unchanged: network building and loading, EMA, optimisers, schedulers, saving, resuming, ``feed_data``.
+    Inherited unchanged: network building and loading, EMA, optimisers, schedulers, saving, resuming.
     """
 
     def init_training_settings(self):
+        train_opt = self.opt['train']
+        self.amp_dtype = _amp_dtype(train_opt.get('amp'), self.device)
+        self.channels_last = bool(train_opt.get('channels_last', False))
+        if self.channels_last:
+            self.net_g.to(memory_format=torch.channels_last)  # before the optimiser and EMA copies are made
         super().init_training_settings()
         if not isinstance(self.cri_pix, SelfDistillationLoss):
             raise ValueError('train.pixel_opt.type must be SelfDistillationLoss for SelfDistillSRModel '
                              f'(got {type(self.cri_pix).__name__}); it computes the loss of every exit.')
+        bare = self.get_bare_model(self.net_g)
+        self.cri_distill = []
+        for distill_opt in train_opt.get('distill_opts') or []:
+            cri = build_loss(distill_opt).to(self.device)
+            if not isinstance(cri, FeatureDistillLoss):
+                raise ValueError(f'train.distill_opts: {distill_opt["type"]} is not a feature distillation loss.')
+            cri.check_network(bare)
+            self.cri_distill.append(cri)
+        self.net_t = self._build_teacher() if self.opt.get('network_t') else None
+        if self.cri_pix.needs_external and self.net_t is None:
+            raise ValueError('train.pixel_opt.teacher: external needs network_t (and path.pretrain_network_t).')
+        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+    def _build_teacher(self):
+        """The frozen external teacher ``network_t`` (any registered arch), loaded from ``path.pretrain_network_t``."""
+        net_t = build_network(self.opt['network_t']).to(self.device)
+        load_path = self.opt['path'].get('pretrain_network_t')
+        if load_path is None:
+            raise ValueError('network_t needs path.pretrain_network_t: the external teacher must be trained.')
+        self.load_network(net_t, load_path, self.opt['path'].get('strict_load_t', True),
+                          self.opt['path'].get('param_key_t', 'params'))
+        net_t.eval()
+        for p in net_t.parameters():
+            p.requires_grad_(False)
+        return net_t
 
     @property
     def depths(self):
         """tuple[int]: Output depths of the network, shallowest first, the final output last."""
         return self.get_bare_model(self.net_g).depths
 
+    def feed_data(self, data):
+        super().feed_data(data)
+        if getattr(self, 'channels_last', False) and self.net_g.training:
+            self.lq = self.lq.contiguous(memory_format=torch.channels_last)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        outputs = self.net_g(self.lq, exit='all')
+        with self._autocast():
+            if self.cri_distill:
+                outputs, feats = self.net_g(self.lq, exit='all', return_features=True)
+            else:
+                outputs, feats = self.net_g(self.lq, exit='all'), None
+            external = None
+            if self.cri_pix.needs_external:
+                with torch.no_grad():
+                    external = self.net_t(self.lq).float()
+        # losses in fp32, whatever the forward ran in
+        outputs = OrderedDict((depth, sr.float()) for depth, sr in outputs.items())
         self.output = next(reversed(outputs.values()))
 
-        l_total, loss_dict = self.cri_pix(outputs, self.gt)
+        l_total, loss_dict = self.cri_pix(outputs, self.gt, external=external, current_iter=current_iter)
+        if feats is not None:
+            feats = [f.float() for f in feats]
+            bare = self.get_bare_model(self.net_g)
+            for cri in self.cri_distill:
+                terms = cri(feats, self.depths, net=bare, current_iter=current_iter)
+                loss_dict.update(terms)
+                l_total = l_total + sum(terms.values())
         if self.cri_perceptual:
             l_percep, l_style = self.cri_perceptual(self.output, self.gt)
             for key, value in (('l_percep', l_percep), ('l_style', l_style)):
@@ -55,8 +119,9 @@ class SelfDistillSRModel(SRModel):
                     loss_dict[key] = value
         loss_dict['l_total'] = l_total
 
-        l_total.backward()
-        self.optimizer_g.step()
+        self.grad_scaler.scale(l_total).backward()
+        self.grad_scaler.step(self.optimizer_g)
+        self.grad_scaler.update()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
@@ -130,6 +195,18 @@ class SelfDistillSRModel(SRModel):
                 self.metric_results[name] /= (idx + 1)
                 self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+
+def _amp_dtype(amp, device):
+    """``train.amp`` -> autocast dtype (``None``: fp32). CUDA only; elsewhere ignored, with a log line."""
+    if amp in (None, False, 'none', 'fp32'):
+        return None
+    if amp not in AMP_DTYPES:
+        raise ValueError(f'train.amp must be one of {list(AMP_DTYPES)} or ~ (fp32), got {amp!r}.')
+    if device.type != 'cuda':
+        get_root_logger().info(f'train.amp: {amp} applies on CUDA only; training in fp32 on {device.type}.')
+        return None
+    return AMP_DTYPES[amp]
 
 
 def _rgb(img):

@@ -1,0 +1,49 @@
+"""FSP, the flow of solution procedure (Yim et al. 2017), matched between an exit's section and its teacher's."""
+import torch
+from basicsr.utils.registry import LOSS_REGISTRY
+
+from srdistill.losses.distill_pairs import check_number
+from srdistill.losses.feature_distill import FeatureDistillLoss
+
+
+def fsp_matrix(feat1, feat2):
+    """``G_ij = sum over positions of F1_i * F2_j / (H*W)`` for features (N, C1, H, W), (N, C2, H, W) -> (N, C1, C2)."""
+    n, c1, h, w = feat1.shape
+    return torch.bmm(feat1.flatten(2), feat2.flatten(2).transpose(1, 2)) / (h * w)
+
+
+def section_bounds(depth, sections):
+    """Block depths splitting the blocks ``1..depth`` into ``sections`` near-equal sections: ``[0, ..., depth]``."""
+    return [round(i * depth / sections) for i in range(sections + 1)]
+
+
+@LOSS_REGISTRY.register()
+class FSPLoss(FeatureDistillLoss):
+    """Match FSP matrices section by section.
+
+    The student exit ``k`` (blocks ``1..k``) and its teacher (blocks ``1..t``) are each cut into ``sections`` parts at
+    :func:`section_bounds`; for each part the FSP matrix between the features at its start and end is computed, and
+    the loss is the mean over parts of ``mean((G_student - G_teacher)^2)``.
+
+    Args:
+        sections (int): Parts per network. Default: 2.
+        Others: see :class:`FeatureDistillLoss`.
+    """
+
+    name = 'fsp'
+
+    def __init__(self, sections=2, **kwargs):
+        super().__init__(**kwargs)
+        check_number('sections', sections, minimum=1, integer=True)
+        self.sections = sections
+
+    def distance(self, feats, student, teacher, net):
+        if student < self.sections:
+            raise ValueError(f'FSPLoss: exit {student} has fewer blocks than sections ({self.sections}).')
+        s_bounds, t_bounds = section_bounds(student, self.sections), section_bounds(teacher, self.sections)
+        parts = []
+        for i in range(self.sections):
+            g_student = fsp_matrix(feats[s_bounds[i]], feats[s_bounds[i + 1]])
+            g_teacher = self.teacher_side(fsp_matrix(feats[t_bounds[i]], feats[t_bounds[i + 1]]))
+            parts.append((g_student - g_teacher).pow(2).mean())
+        return torch.stack(parts).mean()
