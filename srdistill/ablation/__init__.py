@@ -1,0 +1,1 @@
+"""The ablation runner: fair baselines and distillation methods trained and evaluated alike (``tools/ablate.py``)."""

@@ -1,0 +1,70 @@
+"""``tools/ablate.py``: train and evaluate an ablation plan (fair baselines, distillation methods, seeds, budgets)."""
+import argparse
+import sys
+from os import path as osp
+
+from srdistill.ablation.plan import expand, load_plan
+from srdistill.ablation.runner import AblationRunner
+from srdistill.ablation.summary import write_summary
+from srdistill.utils.errors import UserError
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog='tools/ablate.py', description=__doc__,
+        epilog='Example: python tools/ablate.py -opt options/ablation_291.yml --jobs 4. Rerun the same command to '
+        'resume: finished jobs are skipped, interrupted ones resume from their last training state.')
+    p.add_argument('-opt', required=True, help='ablation plan (YAML)')
+    p.add_argument('--out', default=None, help='output folder (default: experiments/ablations/<name>)')
+    p.add_argument('--jobs', type=int, default=1, help='jobs at a time (several fit on one GPU). Default: 1')
+    p.add_argument('--only', nargs='+', default=None, metavar='RUN', help='only these runs (and what they need)')
+    p.add_argument('--seeds', nargs='+', type=int, default=None, help='override the plan\'s seeds')
+    p.add_argument('--budgets', nargs='+', default=None, help="override the plan's budgets (iterations, compute)")
+    p.add_argument('--iterations', type=int, default=None, help="override the plan's iterations (e.g. a quick try)")
+    p.add_argument('--device', default=None, help='evaluation device (default: cuda when present, else cpu)')
+    p.add_argument('--dry-run', action='store_true', help='print the jobs (iterations, compute) and stop')
+    p.add_argument('--summary-only', action='store_true', help='only (re)write the table and plot from the results')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    plan = load_plan(args.opt)
+    for key in ('seeds', 'budgets', 'iterations'):
+        if getattr(args, key) is not None:
+            plan[key] = getattr(args, key)
+    if args.iterations is not None:
+        plan['val_freq'] = min(plan['val_freq'], args.iterations)
+    out = args.out or osp.join('experiments', 'ablations', plan['name'])
+    jobs = expand(plan)
+    if args.only:
+        unknown = [r for r in args.only if r not in plan['runs']]
+        if unknown:
+            raise UserError(f'--only: {unknown} are not runs of {args.opt} (runs: {list(plan["runs"])}).')
+        names = {j['name'] for j in jobs if j['run'] in args.only}
+        by_name = {j['name']: j for j in jobs}
+        stack = list(names)
+        while stack:
+            for dep in by_name[stack.pop()]['deps']:
+                if dep not in names:
+                    names.add(dep)
+                    stack.append(dep)
+        jobs = [j for j in jobs if j['name'] in names]
+    if args.dry_run:
+        print(f'{"job":40s} {"iterations":>10s} {"GMAC/step":>10s} {"total PMAC":>10s}  needs')
+        for j in jobs:
+            print(f'{j["name"]:40s} {j["iterations"]:10d} {j["step_macs"] / 1e9:10.1f} {j["total_macs"] / 1e15:10.3f}  '
+                  f'{"same training as " + j["same_as"] if j["same_as"] else ", ".join(j["deps"])}')
+        return 0
+    if not args.summary_only:
+        failed = AblationRunner(plan, jobs, out, parallel=args.jobs, device=args.device).run()
+    else:
+        failed = []
+    rows = write_summary(plan, out)
+    if rows:
+        print(open(osp.join(out, 'table.md')).read())
+        print(f'written: {out}/table.md, table.csv, summary.json, ablation.png')
+    if failed:
+        print(f'{len(failed)} jobs failed or were skipped: {", ".join(failed)}. Rerun to retry them.', file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,227 @@
+"""An ablation plan: runs x seeds x budgets expanded into training jobs, each a complete BasicSR options dict.
+
+The plan file (``options/ablation_*.yml``) names a base training options file, a budget of ``iterations``, the seeds,
+the exit under study, and the runs as overrides of the base. Two budgets make the comparison fair:
+
+- ``iterations``: every run trains ``iter_scale * iterations`` iterations;
+- ``compute``: every run gets ``iter_scale`` times the multiply-adds that the reference run (``compute_reference``)
+  spends in ``iterations`` iterations; a cheaper training step gets more iterations.
+
+A training step is counted as 3x its forward multiply-adds (forward + backward, the usual convention) plus one
+forward of an external teacher when there is one; the distillation losses themselves are not counted (under 1% here).
+A run may start from another run's weights (``init_from``: the exit cut from a deep network for the weight-inherit
+baseline) or learn from another run's network (``teacher_from``: an external teacher); the source's own training
+compute is then added to the run's ``total`` compute.
+"""
+import copy
+import os
+from os import path as osp
+
+import torch
+import yaml
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from srdistill.utils.errors import UserError
+
+BUDGETS = ('iterations', 'compute')
+RUN_KEYS = {'iter_scale', 'init_from', 'teacher_from', 'report', 'label'}
+
+
+def deep_merge(base, override):
+    """``base`` updated recursively with ``override`` (dicts merge; anything else replaces). Returns a new dict."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_plan(path):
+    """Read and check an ablation plan file. Returns the plan dict with defaults filled in.
+
+    Raises:
+        UserError: A missing file or key, or a run that refers to an unknown run.
+    """
+    if not osp.isfile(path):
+        raise UserError(f'{path}: ablation plan not found.')
+    with open(path) as f:
+        plan = yaml.safe_load(f) or {}
+    for key in ('name', 'base', 'iterations', 'seeds', 'student', 'runs'):
+        if key not in plan:
+            raise UserError(f'{path}: option `{key}` is missing (see options/ablation_291.yml).')
+    if not osp.isfile(plan['base']):
+        raise UserError(f'{path}: option `base`: {plan["base"]} not found.')
+    if not isinstance(plan['iterations'], int) or plan['iterations'] < 1:
+        raise UserError(f'{path}: option `iterations` must be a positive integer, got {plan["iterations"]!r}.')
+    plan.setdefault('budgets', ['iterations'])
+    bad = [b for b in plan['budgets'] if b not in BUDGETS]
+    if bad:
+        raise UserError(f'{path}: option `budgets`: {bad} unknown; use {list(BUDGETS)}.')
+    if 'compute' in plan['budgets'] and plan.get('compute_reference') not in plan['runs']:
+        raise UserError(f'{path}: option `compute_reference` must name one of the runs for the compute budget.')
+    plan.setdefault('val_freq', max(1, plan['iterations'] // 4))
+    plan.setdefault('evaluate', {})
+    plan['evaluate'].setdefault('datasets', ['Set5', 'Set14'])
+    plan['evaluate'].setdefault('dataroot', 'datasets')
+    plan['evaluate'].setdefault('select_on', plan['evaluate']['datasets'][0])
+    runs = plan['runs']
+    for name, run in runs.items():
+        run = runs[name] = run or {}
+        for key in ('init_from', 'teacher_from'):
+            source = run.get(key)
+            source = source.get('run') if isinstance(source, dict) else source
+            if source is not None and source not in runs:
+                raise UserError(f'{path}: runs.{name}.{key} names {source!r}, which is not a run.')
+    with open(plan['base']) as f:
+        plan['base_opt'] = yaml.safe_load(f)
+    plan['path'] = path
+    return plan
+
+
+def run_options(plan, run_name):
+    """The training options of one run (before seed/budget): base, then ``overrides``, then the run's own keys."""
+    run = plan['runs'][run_name]
+    opt = deep_merge(plan['base_opt'], plan.get('overrides'))
+    return deep_merge(opt, {k: v for k, v in run.items() if k not in RUN_KEYS})
+
+
+def step_macs(opt):
+    """Multiply-adds of one training step of ``opt``: 3 x forward (all outputs) x batch, + a teacher's forward."""
+    from srdistill.evaluation.cost import forward_macs
+    gt_size = opt['datasets']['train']['gt_size']
+    batch = opt['datasets']['train']['batch_size_per_gpu']
+    lr_size = (gt_size // opt['scale'], ) * 2
+
+    def forward(net_opt, exit_):
+        net_opt = dict(net_opt)
+        with torch.device('meta'):
+            net = ARCH_REGISTRY.get(net_opt.pop('type'))(**net_opt)
+        return forward_macs(net, lr_size, exit=exit_ if hasattr(net, 'exits') else None)
+
+    macs = 3 * forward(opt['network_g'], 'all') * batch
+    if opt.get('network_t'):
+        macs += forward(opt['network_t'], None) * batch
+    return macs
+
+
+def _source(run, key):
+    source = run.get(key)
+    return source.get('run') if isinstance(source, dict) else source
+
+
+def job_name(run_name, seed, budget):
+    return f'{run_name}__s{seed}__{budget}'
+
+
+def expand(plan):
+    """Every job of the plan, sources before the runs that need them.
+
+    Returns:
+        list[dict]: Jobs with ``name``, ``run``, ``seed``, ``budget``, ``iterations``, ``step_macs``, ``own_macs``,
+        ``total_macs``, ``deps`` (job names), ``init_from`` / ``teacher_from`` (job names or None), ``same_as`` (the
+        equal-iterations job whose training this one is identical to, or None), ``opt`` (options, without the paths
+        that depend on sources' outputs).
+    """
+    ref_macs = step_macs(run_options(plan, plan['compute_reference'])) if 'compute' in plan['budgets'] else None
+    order = _topological(plan)
+    jobs = []
+    for budget in plan['budgets']:
+        for seed in plan['seeds']:
+            for run_name in order:
+                run = plan['runs'][run_name]
+                opt = run_options(plan, run_name)
+                macs = step_macs(opt)
+                scale = float(run.get('iter_scale', 1.0))
+                if budget == 'iterations':
+                    iters = round(scale * plan['iterations'])
+                else:
+                    iters = round(scale * plan['iterations'] * ref_macs / macs)
+                sources = {k: _source(run, k) for k in ('init_from', 'teacher_from')}
+                jobs.append(dict(
+                    name=job_name(run_name, seed, budget), run=run_name, seed=seed, budget=budget, iterations=iters,
+                    step_macs=macs, own_macs=macs * iters, opt=opt, report=run.get('report', True),
+                    label=run.get('label', run_name),
+                    init_from=sources['init_from'] and job_name(sources['init_from'], seed, budget),
+                    init_depth=(run['init_from'].get('depth') if isinstance(run.get('init_from'), dict) else None),
+                    teacher_from=sources['teacher_from'] and job_name(sources['teacher_from'], seed, budget)))
+    by_name = {j['name']: j for j in jobs}
+    for job in jobs:
+        job['deps'] = [d for d in (job['init_from'], job['teacher_from']) if d]
+        if job['teacher_from']:  # one teacher forward per step
+            teacher = by_name[job['teacher_from']]
+            job['step_macs'] += teacher['step_macs'] // 3
+            job['own_macs'] = job['step_macs'] * job['iterations']
+        job['total_macs'] = job['own_macs'] + sum(by_name[d]['total_macs'] for d in job['deps'])
+    for job in jobs:  # a compute-budget job identical to its equal-iterations twin is not trained twice
+        twin = by_name.get(job_name(job['run'], job['seed'], 'iterations'))
+        job['same_as'] = None
+        if job['budget'] != 'iterations' and twin is not None and _same_training(job, twin, by_name):
+            job['same_as'] = twin['name']
+            job['deps'] = [twin['name']]
+    return jobs
+
+
+def _same_training(job, twin, by_name):
+    if job['iterations'] != twin['iterations']:
+        return False
+    for key in ('init_from', 'teacher_from'):
+        a, b = job[key], twin[key]
+        if (a is None) != (b is None) or (a and not _same_training(by_name[a], by_name[b], by_name)):
+            return False
+    return True
+
+
+def _topological(plan):
+    runs, done, order = plan['runs'], set(), []
+
+    def visit(name, stack=()):
+        if name in done:
+            return
+        if name in stack:
+            raise UserError(f'{plan["path"]}: runs form a cycle through {name!r} (init_from / teacher_from).')
+        for key in ('init_from', 'teacher_from'):
+            source = _source(runs[name], key)
+            if source:
+                visit(source, stack + (name, ))
+        done.add(name)
+        order.append(name)
+
+    for name in runs:
+        visit(name)
+    return order
+
+
+def training_options(plan, job, jobs_root, source_paths):
+    """The complete BasicSR options of a job (seed, iterations, schedule, checkpoints, sources' weights)."""
+    opt = copy.deepcopy(job['opt'])
+    iters = job['iterations']
+    opt['name'] = job['name']
+    opt['manual_seed'] = job['seed']
+    train = opt['train']
+    train['total_iter'] = iters
+    sched = train.get('scheduler', {})
+    if sched.get('type') == 'CosineAnnealingRestartLR':
+        sched['periods'], sched['restart_weights'] = [iters], [1]
+    elif sched.get('type') == 'MultiStepLR':
+        total = plan['base_opt']['train']['total_iter']
+        sched['milestones'] = [round(m * iters / total) for m in sched['milestones']]
+    freq = min(plan['val_freq'], iters)
+    opt.setdefault('val', {})['val_freq'] = freq
+    opt['logger']['save_checkpoint_freq'] = freq
+    opt['logger']['print_freq'] = min(opt['logger'].get('print_freq', 100), freq)
+    opt.setdefault('path', {})
+    if job['init_from']:
+        opt['path']['pretrain_network_g'] = source_paths[job['init_from']]['inherit']
+        opt['path']['strict_load_g'] = True
+    if job['teacher_from']:
+        opt['network_t'] = copy.deepcopy(source_paths[job['teacher_from']]['network_g'])
+        opt['path']['pretrain_network_t'] = source_paths[job['teacher_from']]['latest']
+    return opt
+
+
+def write_options(opt, path):
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)

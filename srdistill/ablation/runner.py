@@ -1,0 +1,185 @@
+"""Run the jobs of an ablation plan: train each (resuming an interrupted one), evaluate its checkpoints, skip done jobs.
+
+Layout under the output folder ``<out>``::
+
+    options/<job>.yml       the complete training options of each job
+    logs/<job>.log          its training output
+    experiments/<job>/      BasicSR's experiment folder (models/, training_states/, train log)
+    tb_logger/<job>/        tensorboard curves
+    results/<job>.json      its evaluation: last and best checkpoint, the validation curve
+
+A job is done when its ``results/<job>.json`` exists; a job with training states but no result resumes from its
+latest state (BasicSR's ``--auto_resume``). Jobs run ``jobs`` at a time (several fit on one GPU), each after the jobs
+it depends on (``init_from`` / ``teacher_from``).
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from os import path as osp
+
+import torch
+
+from srdistill.ablation.inherit import write_cut
+from srdistill.ablation.plan import training_options, write_options
+from srdistill.evaluation.checkpoints import load_checkpoint
+from srdistill.evaluation.exits import dataset_pairs, default_device, evaluate
+from srdistill.utils.errors import UserError
+
+_TRAIN = ('import sys; from srdistill.train import main; root = sys.argv[1]; '
+          'sys.argv = ["train.py", "-opt", sys.argv[2], "--auto_resume"]; main(root)')
+
+
+class AblationRunner:
+    """Train and evaluate the jobs of :func:`srdistill.ablation.plan.expand`.
+
+    Args:
+        plan (dict): From :func:`~srdistill.ablation.plan.load_plan`.
+        jobs (list[dict]): From :func:`~srdistill.ablation.plan.expand`.
+        out_dir (str): Output folder.
+        parallel (int): Jobs at a time. Default: 1.
+        device (str | None): Evaluation device. Default: CUDA when present.
+        log (callable): Progress messages. Default: print.
+    """
+
+    def __init__(self, plan, jobs, out_dir, parallel=1, device=None, log=print):
+        self.plan, self.jobs, self.out = plan, jobs, osp.abspath(out_dir)
+        self.parallel = max(1, parallel)
+        self.device = torch.device(device) if device else default_device()
+        self.log = log
+        self.by_name = {j['name']: j for j in jobs}
+
+    # paths
+    def experiment_dir(self, job):
+        return osp.join(self.out, 'experiments', job['name'])
+
+    def latest_checkpoint(self, job):
+        return osp.join(self.experiment_dir(job), 'models', 'net_g_latest.pth')
+
+    def result_path(self, job):
+        return osp.join(self.out, 'results', f'{job["name"]}.json')
+
+    def is_done(self, job):
+        return osp.isfile(self.result_path(job))
+
+    # work
+    def run(self):
+        """Run every job not done yet. Returns the list of failed job names (their dependants are skipped)."""
+        pending = [j for j in self.jobs if not self.is_done(j)]
+        self.log(f'ablation {self.plan["name"]}: {len(self.jobs) - len(pending)} of {len(self.jobs)} jobs done, '
+                 f'{len(pending)} to run, {self.parallel} at a time; output in {self.out}')
+        failed, running = [], {}
+        with ThreadPoolExecutor(self.parallel) as pool:
+            while pending or running:
+                for job in list(pending):
+                    if len(running) >= self.parallel:
+                        break
+                    deps = job['deps']
+                    if any(d in failed for d in deps):
+                        pending.remove(job)
+                        failed.append(job['name'])
+                        self.log(f'skip {job["name"]}: a job it needs failed')
+                    elif all(self.is_done(self.by_name[d]) for d in deps):
+                        pending.remove(job)
+                        running[pool.submit(self.run_job, job)] = job
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job = running.pop(future)
+                    try:
+                        future.result()
+                    except (RuntimeError, UserError) as err:
+                        failed.append(job['name'])
+                        self.log(f'FAILED {job["name"]}: {err}')
+        return failed
+
+    def run_job(self, job):
+        start = time.time()
+        if job['same_as']:
+            with open(self.result_path(self.by_name[job['same_as']])) as f:
+                result = json.load(f)
+            result.update(name=job['name'], budget=job['budget'], same_as=job['same_as'])
+        else:
+            if not osp.isfile(self.latest_checkpoint(job)):
+                self.train(job)
+            result = self.evaluate(job)
+        result['wall_s'] = round(time.time() - start, 1)
+        os.makedirs(osp.dirname(self.result_path(job)), exist_ok=True)
+        tmp = self.result_path(job) + '.part'
+        with open(tmp, 'w') as f:
+            json.dump(result, f, indent=1)
+        os.replace(tmp, self.result_path(job))
+        student = result['last'][self.plan['evaluate']['select_on']]
+        self.log(f'done {job["name"]}: e{self.plan["student"]} {self.plan["evaluate"]["select_on"]} last '
+                 f'{student["psnr"]:.2f} dB ({result["wall_s"]:.0f} s)')
+
+    def _sources(self, job):
+        paths = {}
+        for dep in job['deps']:
+            source = self.by_name[dep]
+            paths[dep] = {'latest': self.latest_checkpoint(source), 'network_g': source['opt']['network_g']}
+        if job['init_from']:
+            cut = osp.join(self.out, 'options', f'{job["name"]}_init_e{job["init_depth"]}.pth')
+            os.makedirs(osp.dirname(cut), exist_ok=True)
+            paths[job['init_from']]['inherit'] = write_cut(paths[job['init_from']]['latest'], job['init_depth'], cut)
+        return paths
+
+    def train(self, job):
+        opt = training_options(self.plan, job, self.out, self._sources(job))
+        opt_path = osp.join(self.out, 'options', f'{job["name"]}.yml')
+        write_options(opt, opt_path)
+        log_path = osp.join(self.out, 'logs', f'{job["name"]}.log')
+        os.makedirs(osp.dirname(log_path), exist_ok=True)
+        self.log(f'train {job["name"]}: {job["iterations"]} iterations')
+        with open(log_path, 'a') as log:
+            proc = subprocess.run([sys.executable, '-c', _TRAIN, self.out, opt_path], stdout=log,
+                                  stderr=subprocess.STDOUT, cwd=os.getcwd())
+        if proc.returncode != 0 or not osp.isfile(self.latest_checkpoint(job)):
+            with open(log_path) as f:
+                tail = ''.join(f.readlines()[-5:]).strip()
+            raise RuntimeError(f'training exited with status {proc.returncode}; see {log_path}:\n{tail}')
+
+    def checkpoints(self, job):
+        """``[(iteration, path)]`` of a trained job: the periodic checkpoints and the final one."""
+        models = osp.join(self.experiment_dir(job), 'models')
+        found = {}
+        for name in os.listdir(models):
+            m = re.fullmatch(r'net_g_(\d+)\.pth', name)
+            if m:
+                found[int(m.group(1))] = osp.join(models, name)
+        found[job['iterations']] = self.latest_checkpoint(job)
+        return sorted(found.items())
+
+    def evaluate(self, job):
+        """Evaluate every checkpoint on the selection set, then the last and the best one on every set."""
+        ev, scale = self.plan['evaluate'], job['opt']['scale']
+        pairs = {name: dataset_pairs(name, ev['dataroot'], scale) for name in ev['datasets']}
+        student = f'e{self.plan["student"]}'
+        curve, scores = [], {}
+        for it, path in self.checkpoints(job):
+            net, _ = load_checkpoint(path, scale=scale, device=self.device)
+            means, _ = evaluate(net, pairs[ev['select_on']], scale, device=self.device, bicubic=False)
+            if student not in means:  # a network without that exit (a plain deep one): its final output
+                student = list(means)[-1]
+            curve.append([it, means[student]['psnr']])
+            scores[it] = means
+        best_iter = max(curve, key=lambda c: c[1])[0]
+        last_iter = job['iterations']
+        result = {k: job[k] for k in ('name', 'run', 'label', 'seed', 'budget', 'iterations', 'step_macs', 'own_macs',
+                                      'total_macs', 'report')}
+        result.update(student=self.plan['student'], output=student, curve=curve, best_iter=best_iter,
+                      selected_on=ev['select_on'])
+        for key, it in (('last', last_iter), ('best', best_iter)):
+            net, _ = load_checkpoint(dict(self.checkpoints(job))[it], scale=scale, device=self.device)
+            result[key] = {}
+            result[f'{key}_all_outputs'] = {}
+            for name, dataset in pairs.items():
+                means = scores[it] if name == ev['select_on'] else evaluate(net, dataset, scale, device=self.device,
+                                                                            bicubic=False)[0]
+                result[key][name] = dict(means[student])
+                result[f'{key}_all_outputs'][name] = {k: dict(v) for k, v in means.items()}
+        return result

@@ -1,0 +1,169 @@
+"""Collect an ablation's results: mean and spread over seeds per run and budget; table (markdown/CSV/JSON) and plots."""
+import csv
+import glob
+import json
+import os
+import statistics
+from collections import OrderedDict
+from os import path as osp
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def load_results(out_dir):
+    """Every ``results/<job>.json`` of an ablation folder."""
+    results = []
+    for path in sorted(glob.glob(osp.join(out_dir, 'results', '*.json'))):
+        with open(path) as f:
+            results.append(json.load(f))
+    return results
+
+
+def _stats(values):
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {'mean': mean, 'std': std, 'n': len(values), 'values': values}
+
+
+def aggregate(results, datasets, run_order=None):
+    """Rows ``{budget, run, label, iterations, total_pmacs, <key>/<dataset>/psnr: stats, ...}`` per (budget, run).
+
+    Keys: ``last`` (final checkpoint), ``best`` (checkpoint best on the selection set, evaluated on every set),
+    ``final_last`` (the network's deepest output, last checkpoint).
+    """
+    groups = OrderedDict()
+    order = {name: i for i, name in enumerate(run_order or [])}
+    for r in sorted(results, key=lambda r: (r['budget'], order.get(r['run'], len(order)), r['seed'])):
+        if r.get('report', True):
+            groups.setdefault((r['budget'], r['run']), []).append(r)
+    rows = []
+    for (budget, run), group in groups.items():
+        row = OrderedDict(budget=budget, run=run, label=group[0]['label'], seeds=[g['seed'] for g in group],
+                          iterations=group[0]['iterations'], total_pmacs=group[0]['total_macs'] / 1e15,
+                          best_iters=[g['best_iter'] for g in group])
+        for name in datasets:
+            for metric in ('psnr', 'ssim'):
+                row[f'last/{name}/{metric}'] = _stats([g['last'][name][metric] for g in group])
+                row[f'best/{name}/{metric}'] = _stats([g['best'][name][metric] for g in group])
+                finals = [g['last_all_outputs'][name][list(g['last_all_outputs'][name])[-1]][metric] for g in group]
+                row[f'final_last/{name}/{metric}'] = _stats(finals)
+        row['final_output'] = list(group[0]['last_all_outputs'][datasets[0]])[-1]
+        rows.append(row)
+    return rows
+
+
+def _pm(stats, digits=2):
+    if stats['n'] > 1:
+        return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+    return f"{stats['mean']:.{digits}f}"
+
+
+def markdown(rows, datasets, student, selected_on, baseline='scratch'):
+    """One table per budget: the student exit's PSNR/SSIM (last and best checkpoint), and its gap to ``baseline``."""
+    lines = []
+    titles = {'iterations': 'Equal iterations', 'compute': 'Equal training compute (multiply-adds)'}
+    others = [d for d in datasets if d != selected_on]
+    for budget in dict.fromkeys(r['budget'] for r in rows):
+        group = [r for r in rows if r['budget'] == budget]
+        base = next((r for r in group if r['run'] == baseline), None)
+        lines += [f'### {titles.get(budget, budget)}', '']
+        head = ['run', 'iterations', 'compute (PMAC)']
+        head += [f'{d} last' for d in datasets] + [f'{d} SSIM last' for d in datasets]
+        head += [f'{d} best' for d in others]
+        if base:
+            head += [f'Δ {d} last vs {baseline}' for d in datasets]
+        head += ['final output, ' + datasets[0]]
+        lines += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+        for r in group:
+            cells = [r['label'], str(r['iterations']), f"{r['total_pmacs']:.2f}"]
+            cells += [_pm(r[f'last/{d}/psnr']) for d in datasets]
+            cells += [_pm(r[f'last/{d}/ssim'], 4) for d in datasets]
+            cells += [_pm(r[f'best/{d}/psnr']) for d in others]
+            if base:
+                cells += [f"{r[f'last/{d}/psnr']['mean'] - base[f'last/{d}/psnr']['mean']:+.2f}" for d in datasets]
+            final = r[f'final_last/{datasets[0]}/psnr']
+            cells += ['—' if r['final_output'] == f'e{student}' else f"{r['final_output']}: {_pm(final)}"]
+            lines.append('| ' + ' | '.join(cells) + ' |')
+        lines.append('')
+    return '\n'.join(lines)
+
+
+def write_csv(rows, path):
+    keys = [k for k in rows[0] if k not in ('seeds', 'best_iters')]
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        header = []
+        for k in keys:
+            header += [f'{k}/mean', f'{k}/std', f'{k}/n'] if isinstance(rows[0][k], dict) else [k]
+        writer.writerow(header)
+        for r in rows:
+            cells = []
+            for k in keys:
+                v = r[k]
+                cells += [f"{v['mean']:.4f}", f"{v['std']:.4f}", v['n']] if isinstance(v, dict) else [v]
+            writer.writerow(cells)
+
+
+def plot(rows, results, datasets, student, path):
+    """Left: the student's PSNR per run with the seed spread, per budget and set. Right: validation curves."""
+    budgets = list(dict.fromkeys(r['budget'] for r in rows))
+    fig, axes = plt.subplots(1, len(datasets) + 1, figsize=(5 * (len(datasets) + 1), 0.45 * len(rows) / len(budgets)
+                                                            + 2.5), squeeze=False)
+    labels = list(dict.fromkeys(r['label'] for r in rows))
+    for ax, name in zip(axes[0], datasets):
+        for i, budget in enumerate(budgets):
+            group = {r['label']: r for r in rows if r['budget'] == budget}
+            ys = [labels.index(label) + 0.2 * (i - (len(budgets) - 1) / 2) for label in labels if label in group]
+            stats = [group[label][f'last/{name}/psnr'] for label in labels if label in group]
+            ax.errorbar([s['mean'] for s in stats], ys, xerr=[s['std'] for s in stats], fmt='o', capsize=3,
+                        label=f'equal {budget}')
+        ax.set_yticks(range(len(labels)), labels)
+        ax.invert_yaxis()
+        ax.set_xlabel(f'{name} PSNR (dB, Y), exit {student}, last checkpoint')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax = axes[0][-1]
+    curves = OrderedDict()
+    for r in results:
+        if r['budget'] == budgets[0] and r.get('report', True):
+            curves.setdefault(r['label'], []).append(r['curve'])
+    for label, runs in curves.items():
+        its = [c[0] for c in runs[0]]
+        means = [statistics.fmean(run[i][1] for run in runs if i < len(run)) for i in range(len(its))]
+        ax.plot(its, means, marker='.', label=label)
+    ax.set_xlabel(f'iteration (equal {budgets[0]})')
+    ax.set_ylabel(f'exit {student} validation PSNR (dB), mean over seeds')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_summary(plan, out_dir, results=None):
+    """Write ``table.md``, ``table.csv``, ``summary.json`` and ``ablation.png`` into ``out_dir``. Returns the rows."""
+    results = load_results(out_dir) if results is None else results
+    ev = plan['evaluate']
+    rows = aggregate(results, ev['datasets'], list(plan['runs']))
+    if not rows:
+        return rows
+    protocol = (f"x{plan['base_opt']['scale']}; exit {plan['student']}; Y-PSNR/SSIM (MATLAB rgb2ycbcr, border = "
+                f"scale); "
+                f"mean ± sample std over seeds {plan['seeds']}; 'last' = final checkpoint, 'best' = the checkpoint "
+                f"best on {ev['select_on']} (validation set, so its own 'best' is optimistic and not shown), "
+                f"evaluated on the other sets; compute = training multiply-adds (3 x forward per step), sources "
+                f"(inherited weights, external teacher) included.")
+    text = [f"# Ablation `{plan['name']}`", '', f"Plan: `{plan['path']}` (base `{plan['base']}`).", '',
+            f'Protocol: {protocol}', '', markdown(rows, ev['datasets'], plan['student'], ev['select_on'])]
+    with open(osp.join(out_dir, 'table.md'), 'w') as f:
+        f.write('\n'.join(text))
+    write_csv(rows, osp.join(out_dir, 'table.csv'))
+    with open(osp.join(out_dir, 'summary.json'), 'w') as f:
+        json.dump({'protocol': protocol, 'rows': rows}, f, indent=1)
+    plot(rows, results, ev['datasets'], plan['student'], osp.join(out_dir, 'ablation.png'))
+    os.makedirs(out_dir, exist_ok=True)
+    return rows

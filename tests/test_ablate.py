@@ -1,0 +1,138 @@
+"""tools/ablate.py on a tiny plan: every kind of run trains from YAML, is evaluated, summarised, resumed and skipped."""
+import copy
+import json
+import os
+import shutil
+from os import path as osp
+
+import pytest
+import yaml
+from conftest import TINY_OPT, make_paired_folder, write_opt
+
+from srdistill.ablation.ablate_cli import main
+from srdistill.ablation.inherit import cut_state_dict
+from srdistill.ablation.plan import expand, load_plan
+from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
+from srdistill.utils.errors import UserError
+
+
+def _plan(tmp_path, seeds=(0, ), budgets=('iterations', 'compute')):
+    data = tmp_path / 'data'
+    train_gt, train_lq = make_paired_folder(str(data / 'train'), n=4, size=48)
+    # an evaluation set in the benchmark layout tools/prepare_data.py writes: <root>/<name>/HR, LR_bicubic/X4
+    val_gt, val_lq = make_paired_folder(str(data / 'bench' / 'Val'), n=2, size=48, seed=5)
+    os.makedirs(data / 'bench' / 'Val' / 'LR_bicubic')
+    shutil.move(val_lq, str(data / 'bench' / 'Val' / 'LR_bicubic' / 'X4'))
+    make_paired_folder(str(data / 'bench' / 'Test'), n=2, size=48, seed=9)
+    os.makedirs(data / 'bench' / 'Test' / 'LR_bicubic')
+    shutil.move(str(data / 'bench' / 'Test' / 'LR'), str(data / 'bench' / 'Test' / 'LR_bicubic' / 'X4'))
+    base = copy.deepcopy(TINY_OPT)
+    base['datasets']['train'].update(dataroot_gt=train_gt, dataroot_lq=train_lq)
+    del base['datasets']['val']
+    base['logger']['use_tb_logger'] = False
+    base['network_g'].update(num_feat=4)
+    write_opt(tmp_path / 'base.yml', base)
+    pixel = {'pixel_opt': {'pixel_weight': 1.0, 'distill_weight': 0}}
+    plan = {
+        'name': 'tiny', 'base': str(tmp_path / 'base.yml'), 'iterations': 4, 'budgets': list(budgets),
+        'compute_reference': 'sd', 'seeds': list(seeds), 'student': 2, 'val_freq': 2,
+        'evaluate': {'datasets': ['Val', 'Test'], 'dataroot': str(data / 'bench'), 'select_on': 'Val'},
+        'runs': {
+            'scratch': {'network_g': {'num_block': 2, 'exits': []}, 'train': pixel},
+            'inherit_source': {'report': False, 'iter_scale': 0.5, 'network_g': {'exits': []}, 'train': pixel},
+            'inherit': {'iter_scale': 0.5, 'init_from': {'run': 'inherit_source', 'depth': 2},
+                        'network_g': {'num_block': 2, 'exits': []}, 'train': pixel},
+            'plain': {'network_g': {'exits': []}, 'train': pixel},
+            'sd': {},
+            'external': {'teacher_from': 'plain', 'train': {'pixel_opt': {'teacher': 'external'}}},
+            'hint_at': {'network_g': {'hint_adapters': True}, 'train': {'distill_opts': [
+                {'type': 'HintLoss', 'loss_weight': 0.01}, {'type': 'AttentionTransferLoss', 'loss_weight': 1.5}]}},
+        },
+    }
+    path = tmp_path / 'plan.yml'
+    with open(path, 'w') as f:
+        yaml.safe_dump(plan, f, sort_keys=False)
+    return str(path)
+
+
+def test_equal_compute_gives_cheaper_runs_more_iterations(tmp_path):
+    plan = load_plan(_plan(tmp_path))
+    jobs = {j['name']: j for j in expand(plan)}
+    sd, scratch = jobs['sd__s0__compute'], jobs['scratch__s0__compute']
+    assert scratch['step_macs'] < sd['step_macs']
+    assert scratch['iterations'] == round(4 * sd['step_macs'] / scratch['step_macs']) > 4
+    assert abs(scratch['own_macs'] - sd['own_macs']) <= scratch['step_macs']  # equal compute, to one step
+    # the weight-inherit pipeline spends half on the deep source and half on fine-tuning, in total the reference's
+    inherit = jobs['inherit__s0__compute']
+    assert abs(inherit['total_macs'] - sd['own_macs']) <= 2 * jobs['inherit_source__s0__compute']['step_macs']
+    # identical training is not run twice; an external teacher's forward and training count towards the student
+    assert sd['same_as'] == 'sd__s0__iterations' and scratch['same_as'] is None
+    ext = jobs['external__s0__iterations']
+    assert ext['step_macs'] > jobs['sd__s0__iterations']['step_macs']
+    assert ext['total_macs'] == ext['own_macs'] + jobs['plain__s0__iterations']['total_macs']
+
+
+def test_cut_keeps_first_blocks_and_final_tail():
+    deep = MultiExitSRResNet(num_feat=4, num_block=4, exits=[2], hint_adapters=True)
+    cut = cut_state_dict(deep.state_dict(), 2)
+    shallow = MultiExitSRResNet(num_feat=4, num_block=2, exits=[])
+    shallow.load_state_dict(cut, strict=True)
+    assert (cut['conv_last.weight'] == deep.conv_last.weight).all()  # the final tail, not exit 2's
+    assert (cut['body.1.conv1.weight'] == deep.body[1].conv1.weight).all()
+
+
+def test_ablation_trains_evaluates_summarises_and_resumes(tmp_path, capsys):
+    plan_path = _plan(tmp_path)
+    out = str(tmp_path / 'out')
+    assert main(['-opt', plan_path, '--out', out]) == 0
+    printed = capsys.readouterr().out
+    results = {n[:-5]: json.load(open(osp.join(out, 'results', n))) for n in os.listdir(osp.join(out, 'results'))}
+    assert len(results) == 14  # 7 runs x 2 budgets
+    for name, r in results.items():
+        assert r['last']['Test']['psnr'] > 10 and 0 < r['last']['Test']['ssim'] <= 1, name
+        assert r['best_iter'] in [c[0] for c in r['curve']]
+    assert results['plain__s0__iterations']['output'] == 'e4'  # no exit 2 in a plain network: its final output
+    assert results['sd__s0__compute']['same_as'] == 'sd__s0__iterations'
+    assert results['scratch__s0__compute']['iterations'] > 4
+    # the feature terms and the external teacher really trained
+    log = open(osp.join(out, 'experiments', 'hint_at__s0__iterations',
+                        [f for f in os.listdir(osp.join(out, 'experiments', 'hint_at__s0__iterations'))
+                         if f.startswith('train_')][0])).read()
+    assert 'l_hint_e2' in log and 'l_at_e2' in log
+    ext_opt = yaml.safe_load(open(osp.join(out, 'options', 'external__s0__iterations.yml')))
+    assert ext_opt['path']['pretrain_network_t'].endswith('plain__s0__iterations/models/net_g_latest.pth')
+    inherit_opt = yaml.safe_load(open(osp.join(out, 'options', 'inherit__s0__iterations.yml')))
+    assert osp.isfile(inherit_opt['path']['pretrain_network_g'])
+    # outputs: one table per budget, csv, json, plot
+    table = open(osp.join(out, 'table.md')).read()
+    assert '### Equal iterations' in table and '### Equal training compute' in table and 'inherit_source' not in table
+    assert 'Δ Test last vs scratch' in table and printed.count('| sd |') == 2
+    assert osp.getsize(osp.join(out, 'ablation.png')) > 10000 and osp.isfile(osp.join(out, 'table.csv'))
+
+    # rerun: everything is done, nothing trains again
+    stamp = os.path.getmtime(osp.join(out, 'results', 'sd__s0__iterations.json'))
+    assert main(['-opt', plan_path, '--out', out]) == 0
+    assert '14 of 14 jobs done, 0 to run' in capsys.readouterr().out
+    assert os.path.getmtime(osp.join(out, 'results', 'sd__s0__iterations.json')) == stamp
+
+    # an interrupted job (training states, no final weights, no result) resumes from its last state
+    os.remove(osp.join(out, 'results', 'scratch__s0__compute.json'))
+    os.remove(osp.join(out, 'experiments', 'scratch__s0__compute', 'models', 'net_g_latest.pth'))
+    assert main(['-opt', plan_path, '--out', out, '--only', 'scratch']) == 0
+    log = open(osp.join(out, 'logs', 'scratch__s0__compute.log')).read()
+    assert 'Resuming training from epoch' in log
+    assert osp.isfile(osp.join(out, 'results', 'scratch__s0__compute.json'))
+
+
+def test_bad_plans_are_named(tmp_path):
+    plan_path = _plan(tmp_path)
+    plan = yaml.safe_load(open(plan_path))
+    plan['runs']['inherit']['init_from']['run'] = 'nope'
+    bad = tmp_path / 'bad.yml'
+    yaml.safe_dump(plan, open(bad, 'w'))
+    with pytest.raises(UserError, match=r"runs.inherit.init_from names 'nope'"):
+        load_plan(str(bad))
+    with pytest.raises(UserError, match='ablation plan not found'):
+        load_plan(str(tmp_path / 'missing.yml'))
+    with pytest.raises(UserError, match=r"--only: \['nope'\]"):
+        main(['-opt', plan_path, '--only', 'nope', '--dry-run'])
