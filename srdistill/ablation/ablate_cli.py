@@ -22,6 +22,8 @@ def parse_args(argv=None):
     p.add_argument('--budgets', nargs='+', default=None, help="override the plan's budgets (iterations, compute)")
     p.add_argument('--iterations', type=int, default=None, help="override the plan's iterations (e.g. a quick try)")
     p.add_argument('--device', default=None, help='evaluation device (default: cuda when present, else cpu)')
+    p.add_argument('--stop-after', type=float, default=None, metavar='MIN',
+                   help='start no new job after this many minutes (running ones finish); rerun to go on')
     p.add_argument('--dry-run', action='store_true', help='print the jobs (iterations, compute) and stop')
     p.add_argument('--summary-only', action='store_true', help='only (re)write the table and plot from the results')
     return p.parse_args(argv)
@@ -57,7 +59,8 @@ def main(argv=None):
                   f'{"same training as " + j["same_as"] if j["same_as"] else ", ".join(j["deps"])}')
         return 0
     if not args.summary_only:
-        failed = AblationRunner(plan, jobs, out, parallel=args.jobs, device=args.device).run()
+        failed = AblationRunner(plan, jobs, out, parallel=args.jobs, device=args.device,
+                                stop_after=None if args.stop_after is None else 60 * args.stop_after).run()
     else:
         failed = []
     rows = write_summary(plan, out)

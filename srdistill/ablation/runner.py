@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from os import path as osp
@@ -45,12 +46,17 @@ class AblationRunner:
         log (callable): Progress messages. Default: print.
     """
 
-    def __init__(self, plan, jobs, out_dir, parallel=1, device=None, log=print):
+    def __init__(self, plan, jobs, out_dir, parallel=1, device=None, log=print, stop_after=None):
         self.plan, self.jobs, self.out = plan, jobs, osp.abspath(out_dir)
         self.parallel = max(1, parallel)
         self.device = torch.device(device) if device else default_device()
         self.log = log
         self.by_name = {j['name']: j for j in jobs}
+        self.deadline = None if stop_after is None else time.time() + stop_after
+        self._locks = {j['name']: threading.Lock() for j in jobs}
+        self.env = dict(os.environ)
+        if parallel > 1 and 'OMP_NUM_THREADS' not in self.env:  # jobs side by side share the CPU cores
+            self.env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 2) // parallel))
 
     # paths
     def experiment_dir(self, job):
@@ -74,7 +80,11 @@ class AblationRunner:
         failed, running = [], {}
         with ThreadPoolExecutor(self.parallel) as pool:
             while pending or running:
-                for job in list(pending):
+                if self.deadline is not None and time.time() > self.deadline and pending:
+                    self.log(f'--stop-after reached: {len(pending)} jobs left for the next run of this command')
+                    pending = []
+                # a job whose sources are done goes first, so that a source's weights are used while they are here
+                for job in sorted(pending, key=lambda j: not j['deps']):
                     if len(running) >= self.parallel:
                         break
                     deps = job['deps']
@@ -121,8 +131,12 @@ class AblationRunner:
         paths = {}
         for dep in job['deps']:
             source = self.by_name[dep]
+            with self._locks[dep]:
+                if not source['same_as'] and not osp.isfile(self.latest_checkpoint(source)):
+                    self.log(f'{dep}: its weights are gone (result kept); training it again for {job["name"]}')
+                    self.train(source)
             paths[dep] = {'latest': self.latest_checkpoint(source), 'network_g': source['opt']['network_g']}
-        if job['init_from']:
+        if job['init_from'] and job['init_from'] in paths:
             cut = osp.join(self.out, 'options', f'{job["name"]}_init_e{job["init_depth"]}.pth')
             os.makedirs(osp.dirname(cut), exist_ok=True)
             paths[job['init_from']]['inherit'] = write_cut(paths[job['init_from']]['latest'], job['init_depth'], cut)
@@ -137,7 +151,7 @@ class AblationRunner:
         self.log(f'train {job["name"]}: {job["iterations"]} iterations')
         with open(log_path, 'a') as log:
             proc = subprocess.run([sys.executable, '-c', _TRAIN, self.out, opt_path], stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=os.getcwd())
+                                  stderr=subprocess.STDOUT, cwd=os.getcwd(), env=self.env)
         if proc.returncode != 0 or not osp.isfile(self.latest_checkpoint(job)):
             with open(log_path) as f:
                 tail = ''.join(f.readlines()[-5:]).strip()
