@@ -1,0 +1,203 @@
+"""Does data loading starve the device? Real BasicSR training iterations, timing the wait for each batch apart.
+
+The dataset, data loader, sampler, prefetcher and model are built from a training options file exactly as BasicSR's
+``train_pipeline`` builds them (``build_dataset``, ``EnlargedSampler``, ``build_dataloader``, ``CPUPrefetcher`` or
+``CUDAPrefetcher`` by ``datasets.train.prefetch_mode``, ``build_model``), for one process on one device. Each
+iteration is then timed in two parts, with the device synchronised at both ends of each:
+
+- the data wait: ``prefetcher.next()`` (restarting the loader at the end of an epoch, as BasicSR does) and
+  ``model.feed_data`` (the copy to the device);
+- the step: ``update_learning_rate`` and ``optimize_parameters``.
+
+With synchronisation the device is idle during the whole wait, so the data wait measured here is an upper bound of
+the time a real (asynchronous) run leaves the device without work.
+"""
+import os
+import statistics
+import time
+from os import path as osp
+
+import torch
+import yaml
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.data.data_sampler import EnlargedSampler
+from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
+from basicsr.models import build_model
+from basicsr.utils import set_random_seed
+from basicsr.utils.options import ordered_yaml
+
+from srdistill.benchmark.measure import sync
+from srdistill.utils.errors import UserError
+from srdistill.utils.options import check_train_options
+
+AMP_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
+
+
+def _resolve(path, root):
+    path = osp.expanduser(path)
+    return path if osp.isabs(path) else osp.join(root, path)
+
+
+def load_train_options(opt_path, device, root=None, num_worker=None, amp=None, channels_last=None):
+    """A training options file as BasicSR's ``parse_options`` gives it, for a single-process run on ``device``.
+
+    Filled in as ``parse_options`` does: ``is_train``, ``dist=False``, ``rank`` 0, ``world_size`` 1, ``num_gpu`` (1 on
+    CUDA, 0 on CPU), ``manual_seed`` (0 when unset), each dataset's ``phase`` and ``scale``. Only ``datasets.train``
+    is kept. Relative data and weight paths are taken relative to ``root``.
+
+    Args:
+        opt_path (str): The options file (YAML).
+        device (str | torch.device): Where the model runs.
+        root (str | None): Project root for relative paths. Default: the current directory (as BasicSR).
+        num_worker (int | None): Override ``datasets.train.num_worker_per_gpu``. Default: None (the file's).
+        amp (str | None): Override ``train.amp``: ``bf16``, ``fp16`` or ``fp32``. Default: None (the file's).
+        channels_last (bool | None): Override ``train.channels_last``. Default: None (the file's).
+
+    Returns:
+        dict: The options.
+
+    Raises:
+        UserError: A missing file or ``datasets.train``, or a bad override.
+    """
+    if not osp.isfile(opt_path):
+        raise UserError(f'options file {opt_path} does not exist.')
+    with open(opt_path) as f:
+        opt = yaml.load(f, Loader=ordered_yaml()[0])
+    if not isinstance(opt, dict) or not isinstance((opt.get('datasets') or {}).get('train'), dict):
+        raise UserError(f'{opt_path}: option `datasets.train` is missing.')
+    device = torch.device(device)
+    root = root or os.getcwd()
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False,
+               num_gpu=1 if device.type == 'cuda' else 0)
+    if opt.get('manual_seed') is None:
+        opt['manual_seed'] = 0
+    train_opt = opt['datasets']['train']
+    opt['datasets'] = {'train': train_opt}
+    train_opt.update(phase='train', scale=opt.get('scale'))
+    for key in ('dataroot_gt', 'dataroot_lq', 'meta_info_file'):
+        if train_opt.get(key) is not None:
+            train_opt[key] = _resolve(train_opt[key], root)
+    path_opt = opt.setdefault('path', {})
+    for key, value in path_opt.items():
+        if value is not None and 'pretrain_network' in key:
+            path_opt[key] = _resolve(value, root)
+    path_opt['resume_state'] = None
+    if num_worker is not None:
+        if num_worker < 0:
+            raise UserError(f'--num-worker must be 0 or more, got {num_worker}.')
+        train_opt['num_worker_per_gpu'] = num_worker
+    train = opt.setdefault('train', {})
+    if amp is not None:
+        if amp not in ('bf16', 'fp16', 'fp32'):
+            raise UserError(f'amp must be bf16, fp16 or fp32, got {amp!r}.')
+        train['amp'] = None if amp == 'fp32' else amp
+    if channels_last is not None:
+        train['channels_last'] = bool(channels_last)
+    return opt
+
+
+def _prepare_demo_data_if_missing(opt, root):
+    """The demo's data (``datasets/demo``, made from scikit-image's photos, no download) when the options use it."""
+    train_opt = opt['datasets']['train']
+    demo = osp.join(osp.abspath(root), 'datasets', 'demo') + os.sep
+    if osp.abspath(train_opt.get('dataroot_gt') or '').startswith(demo) and not osp.isdir(train_opt['dataroot_gt']):
+        from srdistill.demo import prepare_demo_data
+        prepare_demo_data(root, show_progress=False)
+
+
+def _prefetcher(loader, opt, device):
+    """BasicSR's train-loop prefetcher for ``datasets.train.prefetch_mode`` (None/``cpu``: CPU; ``cuda``: CUDA)."""
+    train_opt = opt['datasets']['train']
+    mode = train_opt.get('prefetch_mode')
+    if mode is None or mode == 'cpu':
+        return CPUPrefetcher(loader)
+    if mode == 'cuda':
+        if device.type != 'cuda':
+            raise UserError(f'datasets.train.prefetch_mode: cuda needs a CUDA device (the benchmark runs on {device}).')
+        if train_opt.get('pin_memory') is not True:
+            raise UserError('datasets.train.prefetch_mode: cuda needs datasets.train.pin_memory: true (as BasicSR).')
+        return CUDAPrefetcher(loader, opt)
+    raise UserError(f"datasets.train.prefetch_mode must be ~, 'cpu' or 'cuda', got {mode!r}.")
+
+
+def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_worker=None, amp=None,
+                      channels_last=None):
+    """Mean data wait and step time of real training iterations of the options file ``opt_path``.
+
+    Args:
+        opt_path (str): A BasicSR training options file, e.g. ``options/sd_x4_291.yml``.
+        device (str | torch.device | None): Default: CUDA when present, else CPU.
+        iters (int): Timed iterations. Default: 50.
+        warmup (int): Untimed iterations before them (worker start-up, cuDNN autotuning). Default: 2.
+        root (str | None): Project root for the relative paths of the options. Default: the current directory.
+        num_worker (int | None): Override ``num_worker_per_gpu``. Default: None.
+        amp (str | None): Override ``train.amp`` (``bf16`` / ``fp16`` / ``fp32``). Default: None.
+        channels_last (bool | None): Override ``train.channels_last``. Default: None.
+
+    Returns:
+        dict: The settings actually used (``batch``, ``num_worker_per_gpu``, ``prefetch_mode``, the effective ``amp``
+        and ``channels_last`` of the built model...) and ``data_wait_s`` (mean per iteration), ``max_data_wait_s``,
+        ``step_s`` (mean), ``data_fraction`` (data wait / wall time of the timed iterations), ``samples_per_s``
+        and ``epoch_restarts`` (loader restarts at epoch ends within the run, warm-up included).
+
+    Raises:
+        UserError: Bad options or missing data (with what to do), or data yielding no batch.
+    """
+    if iters < 1 or warmup < 0:
+        raise UserError(f'data-wait iterations must be at least 1 (got {iters}), warm-up 0 or more (got {warmup}).')
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    root = root or os.getcwd()
+    opt = load_train_options(opt_path, device, root, num_worker, amp, channels_last)
+    _prepare_demo_data_if_missing(opt, root)
+    check_train_options(opt, opt_path)
+    if device.type == 'cuda' and device.index is not None:
+        torch.cuda.set_device(device)  # BasicSR's models use the current CUDA device
+    set_random_seed(opt['manual_seed'])
+
+    train_opt = opt['datasets']['train']
+    train_set = build_dataset(train_opt)
+    sampler = EnlargedSampler(train_set, opt['world_size'], opt['rank'], train_opt.get('dataset_enlarge_ratio', 1))
+    loader = build_dataloader(train_set, train_opt, num_gpu=opt['num_gpu'], dist=False, sampler=sampler,
+                              seed=opt['manual_seed'])
+    prefetcher = _prefetcher(loader, opt, device)
+    model = build_model(opt)
+
+    waits, steps, epoch, restarts = [], [], 0, 0
+    sampler.set_epoch(epoch)
+    prefetcher.reset()
+    for current_iter in range(1, warmup + iters + 1):
+        sync(device)
+        start = time.perf_counter()
+        batch = prefetcher.next()
+        if batch is None:  # end of an epoch: BasicSR's loop restarts the loader the same way
+            epoch, restarts = epoch + 1, restarts + 1
+            sampler.set_epoch(epoch)
+            prefetcher.reset()
+            batch = prefetcher.next()
+            if batch is None:
+                raise UserError(f'{opt_path}: datasets.train yields no batch ({len(train_set)} samples, batch '
+                                f'{loader.batch_size}, drop_last).')
+        model.feed_data(batch)
+        sync(device)
+        fed = time.perf_counter()
+        model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+        model.optimize_parameters(current_iter)
+        sync(device)
+        if current_iter > warmup:
+            waits.append(fed - start)
+            steps.append(time.perf_counter() - fed)
+    del prefetcher, loader  # stops the loader's workers
+
+    wall = sum(waits) + sum(steps)
+    return dict(
+        options=opt_path, name=opt.get('name'), model_type=opt['model_type'], network=dict(opt['network_g']),
+        dataset=train_opt.get('name'), dataset_type=train_opt['type'], samples=len(train_set),
+        dataset_enlarge_ratio=train_opt.get('dataset_enlarge_ratio', 1), batch=train_opt['batch_size_per_gpu'],
+        gt_size=train_opt.get('gt_size'), num_worker_per_gpu=train_opt['num_worker_per_gpu'],
+        prefetch_mode=train_opt.get('prefetch_mode') or 'none', pin_memory=bool(train_opt.get('pin_memory', False)),
+        io_backend=train_opt.get('io_backend', {}).get('type'), amp=AMP_NAMES.get(getattr(model, 'amp_dtype', None),
+                                                                                  'fp32'),
+        channels_last=bool(getattr(model, 'channels_last', False)), device=str(device), warmup=warmup, iters=iters,
+        data_wait_s=statistics.fmean(waits), max_data_wait_s=max(waits), step_s=statistics.fmean(steps),
+        data_fraction=sum(waits) / wall, samples_per_s=iters * train_opt['batch_size_per_gpu'] / wall,
+        epoch_restarts=restarts)
