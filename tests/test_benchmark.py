@@ -1,21 +1,104 @@
 """tools/benchmark.py runs on a tiny configuration and writes a complete report (it is a tool, not a timed test)."""
 import json
+import math
 
+import pytest
+import torch
+from conftest import make_paired_folder, write_opt
+
+from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
+from srdistill.benchmark.cli import main
+from srdistill.benchmark.data_wait import measure_data_wait
+from srdistill.benchmark.precision import TOLERANCE_DB
 from srdistill.benchmark.run import markdown, run_benchmark, write_report
+from srdistill.data.prepare import prepare_paired_folder
+from srdistill.utils.errors import UserError
 
 
-def test_benchmark_runs_on_a_tiny_config(tmp_path):
+@pytest.fixture
+def tiny_ckpt_and_set(tmp_path):
+    """A tiny multi-exit checkpoint and a prepared benchmark folder (``HR/``, ``LR_bicubic/X4/``) of real photos."""
+    torch.manual_seed(0)
+    ckpt = tmp_path / 'net_g_tiny.pth'
+    torch.save({'params': MultiExitSRResNet(num_feat=4, num_block=3, exits=[1]).state_dict()}, ckpt)
+    gt, _ = make_paired_folder(str(tmp_path / 'raw'), n=2, size=48, seed=2)
+    prepare_paired_folder([gt], str(tmp_path / 'SetT'), scales=(4, ), mod_crop_hr=False, keep_channels=True,
+                          workers=1, show_progress=False)
+    return str(ckpt), str(tmp_path / 'SetT')
+
+
+def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
+    tiny_opt['datasets']['train']['num_worker_per_gpu'] = 1  # the options file's; overridden to 0 below
+    opt_path = write_opt(tmp_path / 'tiny.yml', tiny_opt)
+    ckpt, val_dir = tiny_ckpt_and_set
     report = run_benchmark(num_feat=4, num_block=3, exit_depth=1, batch=2, gt_size=16, lr_size=(8, 8), device='cpu',
-                           warmup=1, repeats=1, compile_=False)
+                           warmup=1, repeats=1, compile_=False, data_opt=opt_path, data_iters=4, num_worker=0,
+                           data_channels_last=True, ckpt=ckpt, val_dir=val_dir)
+
+    # training: the three models, then the self-distillation model's fast setting (CPU: channels_last only)
     assert [r['model'] for r in report['training']] == [
-        'self-distillation (exit 1)', 'same trunk, no exit', 'BasicSR SRModel + MSRResNet']
+        'self-distillation (exit 1)', 'same trunk, no exit', 'BasicSR SRModel + MSRResNet',
+        'self-distillation (exit 1), channels_last']
     assert all(r['step_s'] > 0 and r['samples_per_s'] > 0 for r in report['training'])
-    sd, plain, basic = report['training']
+    sd, plain, basic, sd_cl = report['training']
     assert sd['forward_gmacs'] > plain['forward_gmacs'] == basic['forward_gmacs']
+    assert sd_cl['forward_gmacs'] == sd['forward_gmacs'] and sd_cl['channels_last'] and sd_cl['amp'] == 'fp32'
+    assert sd['speedup_vs_sd_fp32'] == 1 and plain['speedup_vs_sd_fp32'] is None
+    assert sd_cl['speedup_vs_sd_fp32'] == pytest.approx(sd['step_s'] / sd_cl['step_s'])
     assert [r['output'] for r in report['inference']] == ['e1', 'e3']
     assert set(report['inference'][0]['ms']) == {'eager', 'channels_last', 'onnxruntime'}
     assert report['matmul_gflops'] > 0 and report['environment']['torch']
+
+    # data wait: real iterations of the options file, with the overrides applied to the built model
+    data = report['data_wait']
+    assert (data['batch'], data['num_worker_per_gpu'], data['prefetch_mode']) == (2, 0, 'none')
+    assert data['channels_last'] is True and data['amp'] == 'fp32' and data['samples'] == 4
+    assert data['data_wait_s'] > 0 and data['step_s'] > 0 and data['max_data_wait_s'] >= data['data_wait_s']
+    assert 0 < data['data_fraction'] < 1
+    assert data['epoch_restarts'] == 2  # 4 pairs at batch 2: 2 iterations an epoch, 5 iterations run
+
+    # precision: every output of the checkpoint in fp32 and channels_last on the folder, within tolerance
+    prec = report['precision']
+    assert prec['images'] == 2 and prec['scale'] == 4
+    assert [(r['output'], r['variant']) for r in prec['rows']] == [
+        ('e1', 'fp32'), ('e1', 'channels_last'), ('e3', 'fp32'), ('e3', 'channels_last')]
+    assert all(math.isfinite(r['psnr']) and 0 < r['ssim'] <= 1 for r in prec['rows'])
+    for row in prec['rows'][1::2]:
+        assert abs(row['delta_db']) <= TOLERANCE_DB['channels_last'] == row['tolerance_db'] and row['passed']
+    assert prec['passed'] and prec['rows'][0]['passed'] is None
+
     md, js = write_report(report, str(tmp_path / 'bench.md'))
     text = open(md).read()
+    assert text == markdown(report)
     assert "our plain path vs BasicSR's own" in text and 'fewer multiply-adds' in text and 'GFLOP/s' in text
-    assert json.load(open(js))['settings']['num_block'] == 3 and text == markdown(report)
+    assert '| self-distillation (exit 1), channels_last | fp32 | yes |' in text
+    assert 'applies on CUDA only' in text
+    assert '## Data loading in real training iterations' in text and f'`{opt_path}`' in text
+    assert 'num_worker_per_gpu 0' in text and f"{100 * data['data_fraction']:.1f}%" in text
+    assert '## Precision of the fast settings on trained weights' in text and 'channels_last 0.01 dB' in text
+    assert '| e3 | channels_last |' in text and 'every fast setting is within its tolerance' in text
+    saved = json.load(open(js))
+    assert saved['settings']['num_block'] == 3 and saved['data_wait']['iters'] == 4
+    assert saved['precision']['rows'][1]['variant'] == 'channels_last'
+
+
+def test_markdown_without_the_optional_sections():
+    """A report without data wait or precision (or from before the fast settings) still renders."""
+    row = dict(step_s=1.0, samples_per_s=2.0, forward_gmacs=3.0)
+    inf = dict(gmacs=1.0, ms={'eager': 2.0, 'channels_last': 1.5}, achieved_gflops=1.0)
+    report = dict(environment=dict(cpu='c', cpu_count=2, torch_threads=2, torch='t', basicsr='b', onnxruntime='o',
+                                   srdistill='s', platform='p', device='cpu'),
+                  settings=dict(num_feat=4, num_block=3, exit=1, scale=4, batch=2, gt_size=16, lr_size=[8, 8],
+                                warmup=1, repeats=1),
+                  training=[dict(row, model=m) for m in ('a', 'b', 'c')],
+                  inference=[dict(inf, output='e1'), dict(inf, output='e3')], matmul_gflops=10.0)
+    text = markdown(report)
+    assert '## Training throughput' in text and 'Data loading' not in text and 'Precision' not in text
+
+
+def test_cli_errors(tmp_path, tiny_ckpt_and_set, capsys):
+    with pytest.raises(SystemExit):
+        main(['--ckpt', tiny_ckpt_and_set[0]])
+    assert '--ckpt needs --val-dir' in capsys.readouterr().err
+    with pytest.raises(UserError, match='does not exist'):
+        measure_data_wait(str(tmp_path / 'missing.yml'), 'cpu')

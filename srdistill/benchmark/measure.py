@@ -10,7 +10,8 @@ import torch
 from basicsr.models import build_model
 
 
-def _sync(device):
+def sync(device):
+    """Wait for the device's queued work (CUDA); nothing to wait for elsewhere."""
     if torch.device(device).type == 'cuda':
         torch.cuda.synchronize(device)
 
@@ -19,12 +20,12 @@ def median_time(fn, device, warmup=2, repeats=5):
     """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -84,7 +85,7 @@ def inference_variants(net, depth, lr_size, device, warmup=2, repeats=5, compile
             compiled = torch.compile(lambda t: net(t, exit=depth))
             start = time.perf_counter()
             compiled(x)
-            _sync(device)
+            sync(device)
             results['compile_s'] = time.perf_counter() - start
             results['compile'] = median_time(lambda: compiled(x), device, warmup, repeats) * 1000
     if onnx_path is not None:

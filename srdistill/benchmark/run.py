@@ -1,4 +1,6 @@
-"""The speed benchmark: training throughput, per-exit inference latency, achieved GFLOP/s; a markdown/JSON report."""
+"""The speed benchmark: training throughput (with the fast settings), per-exit inference latency, achieved GFLOP/s,
+and optionally the data wait of real training iterations and the PSNR of trained weights under each fast setting; a
+markdown/JSON report."""
 import json
 import os
 import platform
@@ -8,10 +10,14 @@ from os import path as osp
 import torch
 
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
+from srdistill.benchmark.data_wait import measure_data_wait
 from srdistill.benchmark.measure import inference_variants, matmul_gflops, training_step_time
+from srdistill.benchmark.precision import precision_check
 from srdistill.evaluation.cost import exit_macs, forward_macs
 from srdistill.export.subnet import build_exit
 from srdistill.version import __version__
+
+DATA_STARVED_FRACTION = 0.05  # the report says data loading starves the device above this share of the wall time
 
 
 def _model_opts(num_feat, num_block, exit_depth, scale):
@@ -32,6 +38,18 @@ def _model_opts(num_feat, num_block, exit_depth, scale):
     }
 
 
+def fast_training_settings(device):
+    """``(label, train.amp, train.channels_last)`` of the self-distillation model's fast settings to measure.
+
+    channels_last everywhere; bf16 / fp16 autocast (``train.amp``) and bf16 + channels_last on CUDA only, since the
+    model trains in fp32 elsewhere.
+    """
+    settings = [('channels_last', None, True)]
+    if torch.device(device).type == 'cuda':
+        settings += [('bf16', 'bf16', False), ('fp16', 'fp16', False), ('bf16 + channels_last', 'bf16', True)]
+    return settings
+
+
 def environment(device):
     cpu = platform.processor()
     if osp.exists('/proc/cpuinfo'):
@@ -48,21 +66,52 @@ def environment(device):
 
 
 def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt_size=96, lr_size=(180, 320),
-                  device=None, warmup=2, repeats=5, compile_=True):
-    """Measure everything; returns the report dict (see :func:`markdown`)."""
+                  device=None, warmup=2, repeats=5, compile_=True, data_opt=None, data_iters=50, num_worker=None,
+                  data_amp=None, data_channels_last=None, ckpt=None, val_dir=None, param_key='params', root=None):
+    """Measure everything; returns the report dict (see :func:`markdown`).
+
+    Args:
+        num_feat, num_block, exit_depth, scale: The network (SRResNet-``num_block``, exit after ``exit_depth``).
+        batch, gt_size: Training batch of random ``gt_size`` HR patches already on the device.
+        lr_size (tuple[int]): (H, W) of the LR image for inference.
+        device (str | torch.device | None): Default: CUDA when present, else CPU.
+        warmup, repeats: Untimed and timed runs per measurement (medians).
+        compile_ (bool): Also time ``torch.compile``.
+        data_opt (str | None): A training options file: also measure the data wait of real training iterations
+            (:func:`~srdistill.benchmark.data_wait.measure_data_wait`). Default: None (skipped).
+        data_iters (int): Timed iterations of that run. Default: 50.
+        num_worker, data_amp, data_channels_last: Overrides of that run's ``num_worker_per_gpu``, ``train.amp``,
+            ``train.channels_last``. Default: None (the file's).
+        ckpt (str | None): A training checkpoint: also check the PSNR of each fast setting on ``val_dir``
+            (:func:`~srdistill.benchmark.precision.precision_check`). Default: None (skipped).
+        val_dir (str | None): Benchmark folder (``HR/``, ``LR_bicubic/X<scale>/``) for ``ckpt``.
+        param_key (str): Weights of ``ckpt``: ``params`` or ``params_ema``. Default: ``'params'``.
+        root (str | None): Project root for the relative paths in ``data_opt``. Default: the current directory.
+    """
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    if ckpt is not None and val_dir is None:
+        raise ValueError('the precision check (ckpt) needs val_dir, a folder with HR/ and LR_bicubic/X<scale>/.')
     settings = dict(num_feat=num_feat, num_block=num_block, exit=exit_depth, scale=scale, batch=batch,
                     gt_size=gt_size, lr_size=list(lr_size), warmup=warmup, repeats=repeats)
     report = {'environment': environment(device), 'settings': settings, 'training': [], 'inference': []}
 
     lq = gt_size // scale
-    for name, opt in _model_opts(num_feat, num_block, exit_depth, scale).items():
+    model_opts = _model_opts(num_feat, num_block, exit_depth, scale)
+    sd_name, sd_opt = next(iter(model_opts.items()))
+    runs = [(name, opt, None, False, name == sd_name) for name, opt in model_opts.items()]
+    for label, amp, channels_last in fast_training_settings(device):
+        opt = dict(sd_opt, train=dict(sd_opt['train'], amp=amp, channels_last=channels_last))
+        runs.append((f'{sd_name}, {label}', opt, amp, channels_last, True))
+    for name, opt, amp, channels_last, is_sd in runs:
         seconds = training_step_time(opt, batch, gt_size, scale, device, warmup, repeats)
         net = MultiExitSRResNet(num_feat=num_feat, num_block=num_block, upscale=scale,
                                 exits=opt['network_g'].get('exits', []))
         macs = forward_macs(net, (lq, lq), exit='all') * batch
         report['training'].append(dict(model=name, step_s=seconds, samples_per_s=batch / seconds,
-                                       forward_gmacs=macs / 1e9))
+                                       forward_gmacs=macs / 1e9, amp=amp or 'fp32', channels_last=channels_last))
+    sd_step = report['training'][0]['step_s']  # fp32 self-distillation
+    for row, run in zip(report['training'], runs):
+        row['speedup_vs_sd_fp32'] = sd_step / row['step_s'] if run[-1] else None
 
     net = MultiExitSRResNet(num_feat=num_feat, num_block=num_block, exits=[exit_depth], upscale=scale).eval()
     net_opt = dict(num_in_ch=3, num_out_ch=3, num_feat=num_feat, num_block=num_block, upscale=scale)
@@ -78,11 +127,101 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
             report['inference'].append(dict(output=f'e{depth}', gmacs=macs / 1e9, ms=times,
                                             achieved_gflops=2 * macs / (times['eager'] / 1000) / 1e9))
     report['matmul_gflops'] = matmul_gflops(device)
+    if data_opt is not None:
+        report['data_wait'] = measure_data_wait(data_opt, device, data_iters, warmup, root, num_worker, data_amp,
+                                                data_channels_last)
+    if ckpt is not None:
+        report['precision'] = precision_check(ckpt, val_dir, device, param_key)
     return report
 
 
+def _fmt_speedup(value):
+    return '' if value is None else f'{value:.2f}x'
+
+
+def _setting(row):
+    """A training row's fast setting in words, e.g. ``bf16 + channels_last``."""
+    amp = [] if row.get('amp', 'fp32') == 'fp32' else [row['amp']]
+    return ' + '.join(amp + (['channels_last'] if row.get('channels_last') else [])) or 'fp32'
+
+
+def _training_lines(report):
+    train = report['training']
+    lines = ['## Training throughput', '',
+             '| model | amp | channels_last | step (s) | samples/s | forward GMACs per step | speed-up vs fp32 '
+             'self-distillation |', '|---|---|---|---|---|---|---|']
+    for row in train:
+        lines.append(f"| {row['model']} | {row.get('amp', 'fp32')} | {'yes' if row.get('channels_last') else 'no'} | "
+                     f"{row['step_s']:.3f} | {row['samples_per_s']:.1f} | {row['forward_gmacs']:.1f} | "
+                     f"{_fmt_speedup(row.get('speedup_vs_sd_fp32'))} |")
+    sd, plain, basic = train[:3]
+    lines += ['', f"- our plain path vs BasicSR's own: {plain['step_s'] / basic['step_s']:.3f}x the step time "
+              '(1.0 = same speed; below 1 is faster);',
+              f"- the exit's extra cost: {sd['step_s'] / plain['step_s']:.3f}x the step time for "
+              f"{sd['forward_gmacs'] / plain['forward_gmacs']:.3f}x the multiply-adds;"]
+    fast = train[3:]
+    if fast:
+        best = max(fast, key=lambda row: row['speedup_vs_sd_fp32'])
+        lines.append('- fast settings of the self-distillation step (options `train.amp`, `train.channels_last`): '
+                     + ', '.join(f"{_setting(row)} {row['speedup_vs_sd_fp32']:.2f}x" for row in fast)
+                     + f" the fp32 speed (above 1 is faster); the fastest is {_setting(best)}.")
+    if not any(row.get('amp', 'fp32') != 'fp32' for row in train):
+        lines.append('- `train.amp` (bf16/fp16 autocast) applies on CUDA only, so no AMP row is measured here.')
+    return lines + ['']
+
+
+def _data_wait_lines(d):
+    net = d['network']
+    verdict = ('does not starve the device' if d['data_fraction'] < DATA_STARVED_FRACTION else
+               'starves the device: more loader workers (`--num-worker`, option `num_worker_per_gpu`), '
+               '`prefetch_mode: cuda` with `pin_memory: true`, or an LMDB backend would help')
+    return ['## Data loading in real training iterations', '',
+            f"Options `{d['options']}`: {d['model_type']} with {net.get('type')} ({net.get('num_block')} blocks, "
+            f"{net.get('num_feat')} channels, exits {net.get('exits', [])}); training set `{d['dataset']}` "
+            f"({d['samples']} pairs, enlarge ratio {d['dataset_enlarge_ratio']}, {d['dataset_type']} from "
+            f"{d['io_backend']}), batch {d['batch']} of {d['gt_size']}x{d['gt_size']} HR patches, "
+            f"num_worker_per_gpu {d['num_worker_per_gpu']}, prefetch_mode {d['prefetch_mode']} (pin_memory "
+            f"{str(d['pin_memory']).lower()}); train.amp {d['amp']}, train.channels_last "
+            f"{str(d['channels_last']).lower()} (as the built model uses them); device `{d['device']}`. Means of "
+            f"{d['iters']} iterations after {d['warmup']} warm-up ones. The data wait is `prefetcher.next()` and "
+            '`feed_data`, with the device synchronised on both sides: an upper bound of the time it sits idle.', '',
+            '| mean data wait (s) | longest data wait (s) | mean step (s) | data wait / wall time | samples/s | '
+            'loader restarts (epoch ends) |', '|---|---|---|---|---|---|',
+            f"| {d['data_wait_s']:.4f} | {d['max_data_wait_s']:.4f} | {d['step_s']:.3f} | "
+            f"{100 * d['data_fraction']:.1f}% | {d['samples_per_s']:.1f} | {d['epoch_restarts']} |", '',
+            f"- data loading {verdict} (waiting {100 * d['data_fraction']:.1f}% of the wall time; the line drawn here "
+            f"is {100 * DATA_STARVED_FRACTION:.0f}%).", '']
+
+
+def _precision_lines(p):
+    net, tol = p['network'], p['tolerance_db']
+    measured = {row['variant'] for row in p['rows']}
+    tol_text = '; '.join(f'{v} {t} dB' for v, t in tol.items() if v in measured)
+    lines = ['## Precision of the fast settings on trained weights', '',
+             f"Checkpoint `{p['checkpoint']}` (weights `{p['param_key']}`: SRResNet-{net['num_block']}, "
+             f"{net['num_feat']} channels, exits {net['exits']}, x{p['scale']}) on `{p['val_dir']}` ({p['images']} "
+             f"images), device `{p['device']}`: mean Y-PSNR (SR rounded to 8 bits, MATLAB Y, {p['scale']}-pixel "
+             f"border cropped). Tolerance on the change of the mean PSNR from fp32: {tol_text}.", '',
+             '| output | variant | PSNR (dB) | SSIM | change vs fp32 (dB) | largest change of one image (dB) | '
+             'tolerance (dB) | result |', '|---|---|---|---|---|---|---|---|']
+    for row in p['rows']:
+        if row['passed'] is None:
+            cells = ['', '', '', 'reference']
+        else:
+            cells = [f"{row['delta_db']:+.4f}", f"{row['max_image_delta_db']:.4f}", f"{row['tolerance_db']}",
+                     'pass' if row['passed'] else '**FAIL**']
+        lines.append(f"| {row['output']} | {row['variant']} | {row['psnr']:.4f} | {row['ssim']:.4f} | "
+                     + ' | '.join(cells) + ' |')
+    failed = [f"{row['output']} {row['variant']}" for row in p['rows'] if row['passed'] is False]
+    lines += ['', '- every fast setting is within its tolerance.' if not failed else
+              f"- **outside the tolerance**: {', '.join(failed)}."]
+    if not any(v in measured for v in ('fp16', 'bf16')):
+        lines.append('- fp16/bf16 autocast is checked on CUDA only.')
+    return lines + ['']
+
+
 def markdown(report):
-    """The report as markdown, with the ratios the speed claims rest on."""
+    """The report as markdown, with the ratios the speed claims rest on (a pure function of ``report``)."""
     env, s = report['environment'], report['settings']
     gpu = f", GPU {env['gpu']}" if 'gpu' in env else ''
     lines = ['# Speed benchmark', '', f"Machine: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch "
@@ -91,19 +230,9 @@ def markdown(report):
              f"Settings: SRResNet-{s['num_block']} ({s['num_feat']} channels), exit after block {s['exit']}, "
              f"x{s['scale']}; training batch {s['batch']} of {s['gt_size']}x{s['gt_size']} HR patches (random data "
              f"already on the device: the model's own cost); inference on one {s['lr_size'][1]}x{s['lr_size'][0]} LR "
-             f"image. Medians of {s['repeats']} runs after {s['warmup']} warm-up runs, all measured in one run.", '',
-             '## Training throughput', '', '| model | step (s) | samples/s | forward GMACs per step |',
-             '|---|---|---|---|']
-    train = report['training']
-    for row in train:
-        lines.append(f"| {row['model']} | {row['step_s']:.3f} | {row['samples_per_s']:.1f} | "
-                     f"{row['forward_gmacs']:.1f} |")
-    sd, plain, basic = train
-    lines += ['', f"- our plain path vs BasicSR's own: {plain['step_s'] / basic['step_s']:.3f}x the step time "
-              '(1.0 = same speed; below 1 is faster);',
-              f"- the exit's extra cost: {sd['step_s'] / plain['step_s']:.3f}x the step time for "
-              f"{sd['forward_gmacs'] / plain['forward_gmacs']:.3f}x the multiply-adds.", '',
-              '## Inference latency per exit (ms)', '']
+             f"image. Medians of {s['repeats']} runs after {s['warmup']} warm-up runs, all measured in one run.", '']
+    lines += _training_lines(report)
+    lines += ['## Inference latency per exit (ms)', '']
     variants = [k for k in report['inference'][0]['ms'] if k != 'compile_s']
     lines += ['| output | GMACs | ' + ' | '.join(variants) + ' | achieved GFLOP/s (eager) |',
               '|---|---|' + '---|' * len(variants) + '---|']
@@ -120,6 +249,10 @@ def markdown(report):
               f"A 2048x2048 fp32 matmul reaches {report['matmul_gflops']:.1f} GFLOP/s on this device; the full "
               f"network (eager) reaches {full['achieved_gflops']:.1f} GFLOP/s, "
               f"{100 * full['achieved_gflops'] / report['matmul_gflops']:.0f}% of it.", '']
+    if report.get('data_wait'):
+        lines += _data_wait_lines(report['data_wait'])
+    if report.get('precision'):
+        lines += _precision_lines(report['precision'])
     return '\n'.join(lines)
 
 
