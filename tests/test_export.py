@@ -118,3 +118,40 @@ def test_int8_onnx_runs_and_reports_its_cost_and_psnr_change(ckpt, tmp_path):
     assert json.load(open(tmp_path / 'o' / 'exp_e2_x4.int8.onnx.json'))['calibration_images'] == 3
     with pytest.raises(UserError, match='--int8 quantises the ONNX export: add onnx to --format'):
         export(ckpt[0], ('pth', ), str(tmp_path / 'p'), int8=True)
+
+
+def test_checkpoint_with_hint_adapters_loads_strictly_and_exports_without_them(tmp_path):
+    from srdistill.evaluation.checkpoints import infer_network_opt, load_checkpoint
+
+    torch.manual_seed(0)
+    net = MultiExitSRResNet(num_feat=8, num_block=4, exits=[1, 2], upscale=4, hint_adapters=True)
+    with torch.no_grad():  # as after training: the adapters are no longer the identity
+        for adapter in net.hint_adapters.values():
+            adapter.weight.add_(0.01 * torch.randn_like(adapter.weight))
+    (tmp_path / 'hint' / 'models').mkdir(parents=True)
+    path = tmp_path / 'hint' / 'models' / 'net_g_10.pth'
+    torch.save({'params': net.state_dict()}, path)
+
+    assert infer_network_opt(net.state_dict())['hint_adapters'] is True
+    assert 'hint_adapters' not in infer_network_opt(MultiExitSRResNet(num_feat=8, num_block=4, exits=[2]).state_dict())
+    loaded, net_opt = load_checkpoint(str(path))  # strict: every key, the adapters included
+    assert torch.equal(loaded.hint_adapters['1'].weight, net.hint_adapters['1'].weight)
+    x = check_image(None, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, exit='all')[2], net.eval()(x, exit=2))
+
+    sidecars = export(str(path), ('pth', 'safetensors'), str(tmp_path / 'out'), exits=[1, 2])
+    assert [s['file'] for s in sidecars] == ['hint_e1_x4.pth', 'hint_e1_x4.safetensors', 'hint_e2_x4.pth',
+                                             'hint_e2_x4.safetensors']
+    assert all(s['max_abs_diff'] == 0.0 for s in sidecars)
+    exported = torch.load(tmp_path / 'out' / 'hint_e2_x4.pth', weights_only=True)['params']
+    ref = MSRResNet(num_feat=8, num_block=2, upscale=4)
+    assert list(exported) == list(ref.state_dict())  # no hint_adapters.*: training-only
+    ref.load_state_dict(exported, strict=True)
+    assert not any(k.startswith('hint_adapters') for k in load_file(str(tmp_path / 'out' / 'hint_e1_x4.safetensors')))
+    # a state dict with adapters for other exits than it has is not a MultiExitSRResNet one
+    state = net.state_dict()
+    state.pop('hint_adapters.1.weight')
+    state.pop('hint_adapters.1.bias')
+    with pytest.raises(UserError, match=r'has hint adapters for exits \[2\] but exits \[1, 2\]'):
+        infer_network_opt(state, 'odd.pth')

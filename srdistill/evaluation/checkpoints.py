@@ -51,6 +51,9 @@ def read_state_dict(ckpt_path, param_key='params'):
 def infer_network_opt(state, ckpt_path='checkpoint'):
     """``network_g`` options of the (multi-exit) SRResNet that ``state`` belongs to.
 
+    A checkpoint trained with FitNets hint adapters (``hint_adapters.<k>.*``, one per exit) gets ``hint_adapters=True``
+    so that it loads strictly; the key is absent otherwise.
+
     Raises:
         UserError: The state dict is not an MSRResNet / MultiExitSRResNet one.
     """
@@ -66,8 +69,16 @@ def infer_network_opt(state, ckpt_path='checkpoint'):
         upscale = 4
     else:
         upscale = round((state['upconv1.weight'].shape[0] / num_feat)**0.5)
-    return dict(type='MultiExitSRResNet', num_in_ch=int(num_in_ch), num_out_ch=int(state['conv_last.weight'].shape[0]),
-                num_feat=int(num_feat), num_block=len(blocks), exits=exits, upscale=upscale)
+    num_out_ch = int(state['conv_last.weight'].shape[0])
+    net_opt = dict(type='MultiExitSRResNet', num_in_ch=int(num_in_ch), num_out_ch=num_out_ch, num_feat=int(num_feat),
+                   num_block=len(blocks), exits=exits, upscale=upscale)
+    adapters = sorted({int(m.group(1)) for k in state if (m := re.match(r'hint_adapters\.(\d+)\.weight$', k))})
+    if adapters:
+        if adapters != exits:
+            raise UserError(f'{ckpt_path} has hint adapters for exits {adapters} but exits {exits}; a '
+                            'MultiExitSRResNet has one adapter per exit.')
+        net_opt['hint_adapters'] = True
+    return net_opt
 
 
 def load_checkpoint(ckpt_path, opt_path=None, param_key='params', scale=None, device='cpu'):
