@@ -102,12 +102,24 @@ def _with_option_defaults(parse_options):
 
     ``SRModel.nondist_validation`` reads ``opt['val']['suffix']`` in test mode and raises ``KeyError`` for test
     options that omit it (BasicSR's own example options all set it). ``suffix: ~`` is BasicSR's documented default.
+
+    When resuming, ``check_resume`` points ``path.pretrain_network_<x>`` of *every* ``network_<x>`` at
+    ``models/net_<x>_<iter>.pth``. Only ``net_g`` is saved there; the frozen external teacher ``network_t`` must keep
+    being loaded from its own ``path.pretrain_network_t`` (the resumed run would otherwise fail on a missing
+    ``net_t_<iter>.pth``), so it is listed in ``path.ignore_resume_networks``, BasicSR's option for exactly this.
     """
 
     def parse_options_with_defaults(root_path, is_train=True):
         opt, args = parse_options(root_path, is_train=is_train)
         if opt.get('val') is not None:
             opt['val'].setdefault('suffix', None)
+        if opt.get('network_t') is not None:
+            path_opt = opt.setdefault('path', {})
+            ignored = path_opt.get('ignore_resume_networks') or []
+            ignored = [ignored] if isinstance(ignored, str) else list(ignored)
+            if 'network_t' not in ignored:
+                ignored.append('network_t')
+            path_opt['ignore_resume_networks'] = ignored
         return opt, args
 
     parse_options_with_defaults.__wrapped__ = parse_options
