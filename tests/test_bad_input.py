@@ -136,3 +136,109 @@ def test_incomplete_lmdb(tiny_opt, tmp_path, monkeypatch, capsys):
     err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
     assert f'datasets.train.dataroot_gt: {tmp_path / "gt.lmdb"} is not a complete LMDB (no ' in err
     assert 'meta_info.txt' in err
+
+
+# --- distillation options --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def teacher_pth(tmp_path):
+    """A valid external teacher: a BasicSR MSRResNet x4 checkpoint (random weights)."""
+    import torch
+    from basicsr.archs.srresnet_arch import MSRResNet
+    path = tmp_path / 'teacher.pth'
+    torch.save({'params': MSRResNet(num_feat=8, num_block=2, upscale=4).state_dict()}, path)
+    return str(path)
+
+
+TEACHER = {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 2, 'upscale': 4}
+
+
+@pytest.mark.parametrize('distill_opts, expected', [
+    ([{'type': 'NoSuchLoss'}], "option `train.distill_opts[0]`: No object named 'NoSuchLoss' found in 'loss' registry"),
+    ([{'type': 'AttentionTransferLoss'}, {'type': 'FSPLoss', 'sections': 1, 'temperature': 4}],
+     "option `train.distill_opts[1]`: FeatureDistillLoss.__init__() got an unexpected keyword argument 'temperature'"),
+    ([{'type': 'FeatureAffinityLoss', 'loss_weight': -1}],
+     'option `train.distill_opts[0]`: loss_weight must be a number >= 0, got -1'),
+    ([{'type': 'FeatureAffinityLoss', 'teacher': 'external'}],
+     "option `train.distill_opts[0]`: teacher must be one of ['deepest', 'next', 'peers'], got 'external'"),
+    ([{'type': 'L1Loss'}], 'option `train.distill_opts[0]`: L1Loss is not a feature distillation loss'),
+    ([{'loss_weight': 1}], 'option `train.distill_opts[0]`: expected a mapping with a `type`'),
+    ({'type': 'HintLoss'}, 'option `train.distill_opts` must be a list of loss options'),
+    ([{'type': 'HintLoss'}], 'option `train.distill_opts[0]`: HintLoss needs network_g.hint_adapters: true'),
+    ([{'type': 'AttentionTransferLoss', 'exits': [4]}],
+     "option `train.distill_opts[0].exits`: exits [4] are not students with teacher='deepest' (students: [2])"),
+    ([{'type': 'FSPLoss', 'sections': 3}], 'option `train.distill_opts[0].sections`: 3 sections need at least 3 '
+     'blocks per student, but exit(s) [2] have fewer'),
+])
+def test_bad_distill_opts(tiny_opt, tmp_path, monkeypatch, capsys, distill_opts, expected):
+    tiny_opt['train']['distill_opts'] = distill_opts
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert expected in err
+
+
+def test_pixel_opt_exits_must_be_students(tiny_opt, tmp_path, monkeypatch, capsys):
+    tiny_opt['train']['pixel_opt'].update(teacher='next', exits=[1, 2])
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert "option `train.pixel_opt.exits`: exits [1] are not students with teacher='next' (students: [2])" in err
+    assert 'network_g has outputs [2, 4]' in err
+
+
+@pytest.mark.parametrize('key, value, expected', [
+    ('amp', 'fp8', "option `train.amp` must be bf16, fp16 or ~ (fp32), got 'fp8'"),
+    ('amp', 16, 'option `train.amp` must be bf16, fp16 or ~ (fp32), got 16'),
+    ('channels_last', 'yes', "option `train.channels_last` must be true or false, got 'yes'"),
+    ('channels_last', 1, 'option `train.channels_last` must be true or false, got 1'),
+])
+def test_bad_training_switches(tiny_opt, tmp_path, monkeypatch, capsys, key, value, expected):
+    tiny_opt['train'][key] = value
+    assert expected in _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+
+
+def test_external_teacher_needs_network_t(tiny_opt, tmp_path, monkeypatch, capsys):
+    tiny_opt['train']['pixel_opt']['teacher'] = 'external'
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert 'option `train.pixel_opt.teacher: external` needs `network_t`' in err
+    assert '`path.pretrain_network_t`' in err
+
+
+@pytest.mark.parametrize('change, expected', [
+    (lambda opt, tmp: opt['path'].pop('pretrain_network_t'), 'option `path.pretrain_network_t` is missing'),
+    (lambda opt, tmp: opt['path'].update(pretrain_network_t=str(tmp / 'nowhere.pth')),
+     'option `path.pretrain_network_t`: file {tmp}/nowhere.pth does not exist'),
+    (lambda opt, tmp: opt['network_t'].update(type='NoSuchNet'),
+     "option `network_t`: No object named 'NoSuchNet' found in 'arch' registry"),
+    (lambda opt, tmp: opt['network_t'].update(num_blocks=2),
+     "option `network_t`: MSRResNet.__init__() got an unexpected keyword argument 'num_blocks'"),
+    (lambda opt, tmp: opt['network_t'].update(type='MultiExitSRResNet', exits=[5]),
+     'option `network_t.exits`: exits must lie in [1, num_block - 1] = [1, 1]'),
+    (lambda opt, tmp: opt.update(network_t='MSRResNet'), 'option `network_t`: expected a mapping with a `type`'),
+    (lambda opt, tmp: opt['network_t'].update(upscale=2), 'option `network_t`: the teacher upscales x2, but `scale` '
+     'is 4'),
+    (lambda opt, tmp: opt['network_t'].update(num_feat=16), 'option `path.pretrain_network_t`: {tmp}/teacher.pth does '
+     'not fit `network_t` (conv_first.weight has shape [8, 3, 3, 3], network_t expects [16, 3, 3, 3]'),
+    (lambda opt, tmp: opt['network_t'].update(num_block=3), 'does not fit `network_t` (missing body.2.conv1.weight'),
+    (lambda opt, tmp: (tmp / 'teacher.pth').write_bytes(b'not a checkpoint'),
+     'option `path.pretrain_network_t`: {tmp}/teacher.pth is not a loadable PyTorch checkpoint'),
+])
+def test_bad_external_teacher(tiny_opt, tmp_path, monkeypatch, capsys, teacher_pth, change, expected):
+    tiny_opt['train']['pixel_opt']['teacher'] = 'external'
+    tiny_opt['network_t'] = dict(TEACHER)
+    tiny_opt['path']['pretrain_network_t'] = teacher_pth
+    change(tiny_opt, tmp_path)
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert expected.format(tmp=tmp_path) in err
+
+
+def test_valid_external_teacher_and_switches_pass_the_checks(tiny_opt, tmp_path, teacher_pth):
+    from srdistill.utils.options import check_train_options
+    tiny_opt['train']['pixel_opt'].update(teacher='external', exits=[4])  # the final output is a student here
+    tiny_opt['train'].update(amp=None, channels_last=False,
+                             distill_opts=[{'type': 'FSPLoss', 'sections': 2}, {'type': 'AttentionTransferLoss'}])
+    tiny_opt['network_t'] = dict(TEACHER)
+    # param_key_t absent from the file falls back to params, as BasicSR's load_network does; not strict: fewer
+    # blocks in network_t than in the file is fine
+    tiny_opt['path'].update(pretrain_network_t=teacher_pth, param_key_t='params_ema', strict_load_t=False)
+    tiny_opt['network_t']['num_block'] = 1
+    check_train_options(tiny_opt, 'o.yml')
+    tiny_opt['train']['amp'] = 'bf16'
+    check_train_options(tiny_opt, 'o.yml')

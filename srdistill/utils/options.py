@@ -13,6 +13,8 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
 from srdistill.archs.multi_exit_srresnet_arch import SUPPORTED_SCALES
 from srdistill.data.checks import check_meta_info, check_paired_folders
+from srdistill.losses.distill_pairs import distill_pairs
+from srdistill.losses.feature_distill import FeatureDistillLoss
 from srdistill.utils.errors import UserError
 
 PREPARE_HINT = ('Prepare it with `python tools/prepare_data.py folder --hr <HR images> --name <name>` (see '
@@ -23,9 +25,30 @@ DIV2K_HINT = ('DIV2K is not prepared: see datasets/README.md for how to download
               '`make demo`.')
 
 
+AMP_CHOICES = (None, False, 'none', 'fp32', 'bf16', 'fp16')  # what SelfDistillSRModel accepts
+
+
 def _build(registry, component_opt):
     component_opt = dict(component_opt)
     return registry.get(component_opt.pop('type'))(**component_opt)
+
+
+def _reason(err):
+    """The message of an exception, without the quotes ``str(KeyError)`` adds."""
+    return err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+
+
+def _build_on_meta(opt, key, opt_path):
+    """Build the network ``opt[key]`` on the meta device (no memory, no init cost) so the arch's own validation runs.
+    """
+    try:
+        if not isinstance(opt[key], dict) or 'type' not in opt[key]:
+            raise ValueError('expected a mapping with a `type` (a registered architecture)')
+        with torch.device('meta'):
+            return _build(ARCH_REGISTRY, opt[key])
+    except (ValueError, TypeError, KeyError) as err:
+        key = f'{key}.exits' if 'exits' in str(err) else key
+        raise UserError(f'{opt_path}: option `{key}`: {_reason(err)}') from None
 
 
 def _check_scale(opt, opt_path):
@@ -40,29 +63,138 @@ def _check_scale(opt, opt_path):
 
 
 def _check_network(opt, opt_path):
-    """Build ``network_g`` on the meta device (no memory, no init cost) so the arch's own validation runs."""
+    """``network_g`` built on the meta device (its arch validates its arguments)."""
     if 'network_g' not in opt:
         raise UserError(f'{opt_path}: option `network_g` is missing.')
+    return _build_on_meta(opt, 'network_g', opt_path)
+
+
+def _check_students(cri, net, key, opt_path):
+    """A distillation loss's ``exits`` must name students of ``net`` under its ``teacher`` rule."""
+    depths = getattr(net, 'depths', None)
+    if depths is None or getattr(cri, 'exits', None) is None:
+        return
     try:
-        with torch.device('meta'):
-            _build(ARCH_REGISTRY, opt['network_g'])
-    except (ValueError, TypeError, KeyError) as err:
-        key = 'network_g.exits' if 'exits' in str(err) else 'network_g'
-        raise UserError(f'{opt_path}: option `{key}`: {err}') from None
+        distill_pairs(depths, cri.teacher, cri.exits)
+    except ValueError as err:
+        raise UserError(f'{opt_path}: option `{key}.exits`: {err} (network_g has outputs {list(depths)}).') from None
 
 
-def _check_losses(opt, opt_path):
+def _check_losses(opt, opt_path, net):
     train_opt = opt.get('train') or {}
+    losses = {}
     for key in ('pixel_opt', 'perceptual_opt'):
         if train_opt.get(key):
             try:
-                _build(LOSS_REGISTRY, train_opt[key])
+                losses[key] = _build(LOSS_REGISTRY, train_opt[key])
             except (ValueError, TypeError, KeyError) as err:
-                raise UserError(f'{opt_path}: option `train.{key}`: {err}') from None
+                raise UserError(f'{opt_path}: option `train.{key}`: {_reason(err)}') from None
     if opt.get('model_type') == 'SelfDistillSRModel' and (train_opt.get('pixel_opt') or {}).get('type') \
             != 'SelfDistillationLoss':
         raise UserError(f'{opt_path}: option `train.pixel_opt.type` must be SelfDistillationLoss for model_type '
                         'SelfDistillSRModel (it computes the loss of every exit).')
+    if 'pixel_opt' in losses and hasattr(losses['pixel_opt'], 'teacher'):
+        _check_students(losses['pixel_opt'], net, 'train.pixel_opt', opt_path)
+    _check_feature_losses(train_opt.get('distill_opts'), net, opt_path)
+    return losses.get('pixel_opt')
+
+
+def _check_feature_losses(distill_opts, net, opt_path):
+    """Each ``train.distill_opts`` entry: a registered feature-distillation loss that ``network_g`` can serve."""
+    if distill_opts is None:
+        return
+    if not isinstance(distill_opts, list):
+        raise UserError(f'{opt_path}: option `train.distill_opts` must be a list of loss options (each with a '
+                        f'`type`), got {type(distill_opts).__name__}.')
+    for i, distill_opt in enumerate(distill_opts):
+        key = f'train.distill_opts[{i}]'
+        try:
+            if not isinstance(distill_opt, dict) or 'type' not in distill_opt:
+                raise ValueError('expected a mapping with a `type` (e.g. HintLoss, AttentionTransferLoss, FSPLoss, '
+                                 'FeatureAffinityLoss)')
+            cri = _build(LOSS_REGISTRY, distill_opt)
+            if not isinstance(cri, FeatureDistillLoss):
+                raise ValueError(f'{distill_opt["type"]} is not a feature distillation loss (use HintLoss, '
+                                 'AttentionTransferLoss, FSPLoss or FeatureAffinityLoss; output-level distillation '
+                                 'is configured in train.pixel_opt)')
+            cri.check_network(net)
+        except (ValueError, TypeError, KeyError) as err:
+            raise UserError(f'{opt_path}: option `{key}`: {_reason(err)}') from None
+        _check_students(cri, net, key, opt_path)
+        sections = getattr(cri, 'sections', None)
+        depths = getattr(net, 'depths', None)
+        if sections is not None and depths:
+            students = [d for d, _ in distill_pairs(depths, cri.teacher, cri.exits)]
+            short = [d for d in students if d < sections]
+            if short:
+                raise UserError(f'{opt_path}: option `{key}.sections`: {sections} sections need at least {sections} '
+                                f'blocks per student, but exit(s) {short} have fewer; lower `sections` or leave those '
+                                'exits out with `exits`.')
+
+
+def _check_teacher(opt, opt_path, pixel_loss, scale):
+    """``network_t`` (the frozen external teacher): buildable, the right scale, its trained weights present."""
+    if opt.get('network_t') is None:
+        if getattr(pixel_loss, 'needs_external', False):
+            raise UserError(f'{opt_path}: option `train.pixel_opt.teacher: external` needs `network_t` (the '
+                            'teacher architecture) and `path.pretrain_network_t` (its trained weights).')
+        return
+    net_t = _build_on_meta(opt, 'network_t', opt_path)
+    upscale = getattr(net_t, 'upscale', scale)
+    if upscale != scale:
+        raise UserError(f'{opt_path}: option `network_t`: the teacher upscales x{upscale}, but `scale` is {scale}.')
+    path = (opt.get('path') or {}).get('pretrain_network_t')
+    if not path:
+        raise UserError(f'{opt_path}: option `path.pretrain_network_t` is missing: `network_t` (the external '
+                        'teacher) must be a trained network.')
+    if not osp.isfile(path):
+        raise UserError(f'{opt_path}: option `path.pretrain_network_t`: file {path} does not exist.')
+    _check_teacher_weights(opt, opt_path, net_t, path)
+
+
+def _check_teacher_weights(opt, opt_path, net_t, path):
+    """The teacher checkpoint loads (without unpickling code) and fits ``network_t``, as BasicSR will load it."""
+    try:
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        except RuntimeError:  # not a zip checkpoint: mmap is not possible
+            state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # noqa: BLE001 (any unpickling/format error means "not a checkpoint")
+        reason = str(err).splitlines()[0][:200]
+        raise UserError(f'{opt_path}: option `path.pretrain_network_t`: {path} is not a loadable PyTorch checkpoint '
+                        f'({reason}).') from None
+    param_key = opt['path'].get('param_key_t', 'params')
+    if param_key is not None and isinstance(state, dict):
+        if param_key not in state and 'params' in state:
+            param_key = 'params'  # BasicSR's fallback
+        state = state.get(param_key, state)
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise UserError(f'{opt_path}: option `path.pretrain_network_t`: {path} holds no network weights under '
+                        f'`{param_key}` (expected a state dict, or BasicSR\'s {{"params": ...}}).')
+    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    expected = net_t.state_dict()
+    problems = [f'{k} has shape {list(state[k].shape)}, network_t expects {list(v.shape)}' for k, v in expected.items()
+                if k in state and state[k].shape != v.shape]
+    if opt['path'].get('strict_load_t', True):
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        if missing:
+            problems.append(f'missing {", ".join(missing[:3])}{", ..." if len(missing) > 3 else ""}')
+        if unexpected:
+            problems.append(f'unexpected {", ".join(unexpected[:3])}{", ..." if len(unexpected) > 3 else ""}')
+    if problems:
+        raise UserError(f'{opt_path}: option `path.pretrain_network_t`: {path} does not fit `network_t` '
+                        f'({"; ".join(problems[:3])}).')
+
+
+def _check_training_switches(opt, opt_path):
+    train_opt = opt.get('train') or {}
+    amp = train_opt.get('amp')
+    if amp not in AMP_CHOICES:
+        raise UserError(f'{opt_path}: option `train.amp` must be bf16, fp16 or ~ (fp32), got {amp!r}.')
+    channels_last = train_opt.get('channels_last', False)
+    if not isinstance(channels_last, bool):
+        raise UserError(f'{opt_path}: option `train.channels_last` must be true or false, got {channels_last!r}.')
 
 
 def _check_datasets(opt, opt_path, scale):
@@ -108,6 +240,8 @@ def check_train_options(opt, opt_path):
         opt_path (str): The options file, named in messages.
     """
     scale = _check_scale(opt, opt_path)
-    _check_network(opt, opt_path)
-    _check_losses(opt, opt_path)
+    net = _check_network(opt, opt_path)
+    pixel_loss = _check_losses(opt, opt_path, net)
+    _check_teacher(opt, opt_path, pixel_loss, scale)
+    _check_training_switches(opt, opt_path)
     _check_datasets(opt, opt_path, scale)
