@@ -161,7 +161,31 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
                               seed=opt['manual_seed'])
     prefetcher = _prefetcher(loader, opt, device)
     model = build_model(opt)
+    benchmark_mode = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # as BasicSR's train_pipeline sets it
+    try:
+        waits, steps, restarts = _timed_iterations(model, prefetcher, sampler, opt, device, iters, warmup)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark_mode
+    del prefetcher, loader  # stops the loader's workers
 
+    wall = sum(waits) + sum(steps)
+    return dict(
+        options=opt_path, name=opt.get('name'), model_type=opt['model_type'], network=dict(opt['network_g']),
+        dataset=train_opt.get('name'), dataset_type=train_opt['type'], samples=len(train_set),
+        dataset_enlarge_ratio=train_opt.get('dataset_enlarge_ratio', 1), batch=train_opt['batch_size_per_gpu'],
+        gt_size=train_opt.get('gt_size'), num_worker_per_gpu=train_opt['num_worker_per_gpu'],
+        prefetch_mode=train_opt.get('prefetch_mode') or 'none', pin_memory=bool(train_opt.get('pin_memory', False)),
+        io_backend=train_opt.get('io_backend', {}).get('type'),
+        amp=AMP_NAMES.get(getattr(model, 'amp_dtype', None), 'fp32'),
+        channels_last=bool(getattr(model, 'channels_last', False)), device=str(device), warmup=warmup, iters=iters,
+        data_wait_s=statistics.fmean(waits), max_data_wait_s=max(waits), step_s=statistics.fmean(steps),
+        data_fraction=sum(waits) / wall, samples_per_s=iters * train_opt['batch_size_per_gpu'] / wall,
+        epoch_restarts=restarts)
+
+
+def _timed_iterations(model, prefetcher, sampler, opt, device, iters, warmup):
+    """BasicSR's training loop, timed: (data waits, steps) of the iterations after ``warmup``, loader restarts."""
     waits, steps, epoch, restarts = [], [], 0, 0
     sampler.set_epoch(epoch)
     prefetcher.reset()
@@ -175,8 +199,8 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
             prefetcher.reset()
             batch = prefetcher.next()
             if batch is None:
-                raise UserError(f'{opt_path}: datasets.train yields no batch ({len(train_set)} samples, batch '
-                                f'{loader.batch_size}, drop_last).')
+                raise UserError(f'datasets.train yields no batch ({len(sampler)} samples an epoch, batch '
+                                f'{opt["datasets"]["train"]["batch_size_per_gpu"]}, the last partial one dropped).')
         model.feed_data(batch)
         sync(device)
         fed = time.perf_counter()
@@ -186,18 +210,4 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
         if current_iter > warmup:
             waits.append(fed - start)
             steps.append(time.perf_counter() - fed)
-    del prefetcher, loader  # stops the loader's workers
-
-    wall = sum(waits) + sum(steps)
-    return dict(
-        options=opt_path, name=opt.get('name'), model_type=opt['model_type'], network=dict(opt['network_g']),
-        dataset=train_opt.get('name'), dataset_type=train_opt['type'], samples=len(train_set),
-        dataset_enlarge_ratio=train_opt.get('dataset_enlarge_ratio', 1), batch=train_opt['batch_size_per_gpu'],
-        gt_size=train_opt.get('gt_size'), num_worker_per_gpu=train_opt['num_worker_per_gpu'],
-        prefetch_mode=train_opt.get('prefetch_mode') or 'none', pin_memory=bool(train_opt.get('pin_memory', False)),
-        io_backend=train_opt.get('io_backend', {}).get('type'), amp=AMP_NAMES.get(getattr(model, 'amp_dtype', None),
-                                                                                  'fp32'),
-        channels_last=bool(getattr(model, 'channels_last', False)), device=str(device), warmup=warmup, iters=iters,
-        data_wait_s=statistics.fmean(waits), max_data_wait_s=max(waits), step_s=statistics.fmean(steps),
-        data_fraction=sum(waits) / wall, samples_per_s=iters * train_opt['batch_size_per_gpu'] / wall,
-        epoch_restarts=restarts)
+    return waits, steps, restarts

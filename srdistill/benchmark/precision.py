@@ -62,7 +62,8 @@ def precision_check(ckpt_path, val_dir, device='cpu', param_key='params'):
         dict: ``checkpoint``, ``network`` (its options), ``val_dir``, ``images``, ``scale``, ``device``,
         ``tolerance_db``, ``rows`` (per output and variant: ``psnr``, ``ssim``, ``delta_db`` (mean PSNR minus fp32's),
         ``max_image_delta_db`` (largest change of one image's PSNR), ``tolerance_db`` and ``passed``; None for the
-        fp32 reference) and ``passed`` (every row within its tolerance).
+        fp32 reference), ``passed`` (every row within its tolerance) and, on CUDA, ``cudnn_allow_tf32`` (whether the
+        fp32 reference's convolutions may use TF32, PyTorch's default).
     """
     device = torch.device(device)
     net, net_opt = load_checkpoint(ckpt_path, param_key=param_key, device=device)
@@ -87,4 +88,5 @@ def precision_check(ckpt_path, val_dir, device='cpu', param_key='params'):
             rows.append(row)
     return dict(checkpoint=ckpt_path, param_key=param_key, network=net_opt, val_dir=val_dir, images=len(pairs),
                 scale=scale, device=str(device), tolerance_db=dict(TOLERANCE_DB), rows=rows,
+                cudnn_allow_tf32=torch.backends.cudnn.allow_tf32 if device.type == 'cuda' else None,
                 passed=all(row['passed'] is not False for row in rows))

@@ -197,11 +197,14 @@ def _precision_lines(p):
     net, tol = p['network'], p['tolerance_db']
     measured = {row['variant'] for row in p['rows']}
     tol_text = '; '.join(f'{v} {t} dB' for v, t in tol.items() if v in measured)
+    tf32 = ('' if p.get('cudnn_allow_tf32') is None else
+            f"; cuDNN TF32 for the fp32 convolutions {'allowed' if p['cudnn_allow_tf32'] else 'off'} (PyTorch's "
+            'default: allowed)')
     lines = ['## Precision of the fast settings on trained weights', '',
              f"Checkpoint `{p['checkpoint']}` (weights `{p['param_key']}`: SRResNet-{net['num_block']}, "
              f"{net['num_feat']} channels, exits {net['exits']}, x{p['scale']}) on `{p['val_dir']}` ({p['images']} "
              f"images), device `{p['device']}`: mean Y-PSNR (SR rounded to 8 bits, MATLAB Y, {p['scale']}-pixel "
-             f"border cropped). Tolerance on the change of the mean PSNR from fp32: {tol_text}.", '',
+             f"border cropped){tf32}. Tolerance on the change of the mean PSNR from fp32: {tol_text}.", '',
              '| output | variant | PSNR (dB) | SSIM | change vs fp32 (dB) | largest change of one image (dB) | '
              'tolerance (dB) | result |', '|---|---|---|---|---|---|---|---|']
     for row in p['rows']:
