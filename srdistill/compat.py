@@ -65,7 +65,7 @@ def _latest_state(state_dir):
 
 
 def load_resume_state(opt):
-    """Drop-in replacement of ``basicsr.train.load_resume_state`` fixing two bugs.
+    """Drop-in replacement of ``basicsr.train.load_resume_state`` fixing three bugs.
 
     1. Resuming on a machine without CUDA fails: BasicSR calls ``torch.cuda.current_device()`` and maps every tensor
        with ``storage.cuda(...)``. We map onto the device the model will use (``num_gpu`` 0 means CPU) and load with
@@ -74,6 +74,8 @@ def load_resume_state(opt):
        the project root the experiment lives in; started from elsewhere it silently trained from scratch and renamed
        the existing experiment folder to ``*_archived_*``. We use ``opt['path']['training_states']``, which
        ``parse_options`` already made absolute under the root path.
+    3. ``check_resume`` set ``param_key_t`` of an external teacher to ``params``: a teacher loaded from its
+       ``params_ema`` switched weights at every resume.
     """
     from basicsr.utils import check_resume
 
@@ -93,7 +95,12 @@ def load_resume_state(opt):
         return None
     device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
     resume_state = load_training_state(resume_state_path, device)
+    # check_resume also resets every ``param_key_*`` to ``params``, those of the networks it must leave alone (an
+    # external teacher, ``ignore_resume_networks``) included: keep theirs.
+    kept = {f"param_key_{n.replace('network_', '')}" for n in opt['path'].get('ignore_resume_networks') or []}
+    kept = {k: opt['path'][k] for k in kept if k in opt['path']}
     check_resume(opt, resume_state['iter'])
+    opt['path'].update(kept)
     return resume_state
 
 

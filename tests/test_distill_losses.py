@@ -366,7 +366,7 @@ def test_fsp_loss_two_sections():
     #   = (1 - 2) * f0 / 2 + (1 - 4) * f2 / 2 = [-0.5 - 1.5, -0.5 - 4.5] = [-2, -5]
     assert f[1].grad.flatten().tolist() == pytest.approx([-2., -5.])
     assert f[4].grad is None  # teacher-only features: detached
-    with pytest.raises(ValueError, match=r'FSPLoss: exit 1 has fewer blocks than sections \(2\)'):
+    with pytest.raises(ValueError, match=r'FSPLoss: output 1 has fewer blocks than sections \(2\)'):
         FSPLoss(sections=2)(f, [1, 4])
     with pytest.raises(ValueError, match=r'sections must be an integer >= 1, got 0'):
         FSPLoss(sections=0)

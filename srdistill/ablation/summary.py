@@ -36,7 +36,9 @@ def aggregate(results, datasets, run_order=None):
     """
     groups = OrderedDict()
     order = {name: i for i, name in enumerate(run_order or [])}
-    for r in sorted(results, key=lambda r: (r['budget'], order.get(r['run'], len(order)), r['seed'])):
+    budget_rank = {'iterations': 0, 'compute': 1}
+    for r in sorted(results, key=lambda r: (budget_rank.get(r['budget'], 2), order.get(r['run'], len(order)),
+                                            r['seed'])):
         if r.get('report', True):
             groups.setdefault((r['budget'], r['run']), []).append(r)
     rows = []
@@ -70,7 +72,7 @@ def markdown(rows, datasets, student, selected_on, baseline='scratch'):
         group = [r for r in rows if r['budget'] == budget]
         base = next((r for r in group if r['run'] == baseline), None)
         lines += [f'### {titles.get(budget, budget)}', '']
-        head = ['run', 'iterations', 'compute (PMAC)']
+        head = ['run', 'seeds', 'iterations', 'compute (PMAC)']
         head += [f'{d} last' for d in datasets] + [f'{d} SSIM last' for d in datasets]
         head += [f'{d} best' for d in others]
         if base:
@@ -78,7 +80,7 @@ def markdown(rows, datasets, student, selected_on, baseline='scratch'):
         head += ['final output, ' + datasets[0]]
         lines += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
         for r in group:
-            cells = [r['label'], str(r['iterations']), f"{r['total_pmacs']:.2f}"]
+            cells = [r['label'], str(len(r['seeds'])), str(r['iterations']), f"{r['total_pmacs']:.2f}"]
             cells += [_pm(r[f'last/{d}/psnr']) for d in datasets]
             cells += [_pm(r[f'last/{d}/ssim'], 4) for d in datasets]
             cells += [_pm(r[f'best/{d}/psnr']) for d in others]
@@ -107,37 +109,62 @@ def write_csv(rows, path):
             writer.writerow(cells)
 
 
+def _robust_limits(values, spread=0.6):
+    """x-limits around the bulk of ``values``: a diverged run would otherwise squash every other point."""
+    mid = statistics.median(values)
+    low = max(min(values), mid - spread)
+    return low - 0.05, max(values) + 0.05
+
+
 def plot(rows, results, datasets, student, path):
-    """Left: the student's PSNR per run with the seed spread, per budget and set. Right: validation curves."""
+    """One panel per set: the student's PSNR per run (mean and seed spread, per budget); one with validation curves.
+
+    Runs far below the others (a diverged one) are drawn at the panel's edge with their value written beside them.
+    """
     budgets = list(dict.fromkeys(r['budget'] for r in rows))
-    fig, axes = plt.subplots(1, len(datasets) + 1, figsize=(5 * (len(datasets) + 1), 0.45 * len(rows) / len(budgets)
-                                                            + 2.5), squeeze=False)
     labels = list(dict.fromkeys(r['label'] for r in rows))
-    for ax, name in zip(axes[0], datasets):
+    fig, axes = plt.subplots(1, len(datasets) + 1, figsize=(4.2 * len(datasets) + 5.5, 0.32 * len(labels) + 1.8),
+                             gridspec_kw={'width_ratios': [1] * len(datasets) + [1.4]})
+    for k, (ax, name) in enumerate(zip(axes, datasets)):
+        lo, hi = _robust_limits([r[f'last/{name}/psnr']['mean'] for r in rows])
         for i, budget in enumerate(budgets):
             group = {r['label']: r for r in rows if r['budget'] == budget}
-            ys = [labels.index(label) + 0.2 * (i - (len(budgets) - 1) / 2) for label in labels if label in group]
-            stats = [group[label][f'last/{name}/psnr'] for label in labels if label in group]
-            ax.errorbar([s['mean'] for s in stats], ys, xerr=[s['std'] for s in stats], fmt='o', capsize=3,
-                        label=f'equal {budget}')
-        ax.set_yticks(range(len(labels)), labels)
-        ax.invert_yaxis()
-        ax.set_xlabel(f'{name} PSNR (dB, Y), exit {student}, last checkpoint')
+            for label in labels:
+                if label not in group:
+                    continue
+                y = labels.index(label) + 0.18 * (i - (len(budgets) - 1) / 2)
+                st = group[label][f'last/{name}/psnr']
+                x = min(max(st['mean'], lo), hi)
+                ax.errorbar(x, y, xerr=st['std'], fmt='o', capsize=3, color=f'C{i}',
+                            label=f'equal {budget}' if label == labels[0] or not ax.get_legend_handles_labels()[0]
+                            else None)
+                if st['mean'] < lo:
+                    ax.annotate(f"{st['mean']:.2f} \u2190", (x, y), xytext=(4, -3), textcoords='offset points',
+                                fontsize=7, color=f'C{i}')
+        ax.set_xlim(lo, hi)
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels if k == 0 else [], fontsize=8)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlabel(f'{name} PSNR (dB, Y), exit {student}, last')
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    ax = axes[0][-1]
+        ax.legend(fontsize=7, loc='lower left')
+    ax = axes[-1]
     curves = OrderedDict()
     for r in results:
         if r['budget'] == budgets[0] and r.get('report', True):
             curves.setdefault(r['label'], []).append(r['curve'])
-    for label, runs in curves.items():
+    finals = []
+    for k, (label, runs) in enumerate(curves.items()):
         its = [c[0] for c in runs[0]]
         means = [statistics.fmean(run[i][1] for run in runs if i < len(run)) for i in range(len(its))]
-        ax.plot(its, means, marker='.', label=label)
+        finals.append(means[-1])
+        ax.plot(its, means, marker='.', label=label, color=f'C{k % 10}', linestyle='-' if k < 10 else '--')
+    lo, hi = _robust_limits(finals, spread=1.0)
+    ax.set_ylim(lo - 0.3, hi)
     ax.set_xlabel(f'iteration (equal {budgets[0]})')
-    ax.set_ylabel(f'exit {student} validation PSNR (dB), mean over seeds')
+    ax.set_ylabel(f'exit {student} validation PSNR (dB), mean over seeds', fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, loc='lower right')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

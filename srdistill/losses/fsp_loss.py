@@ -38,8 +38,9 @@ class FSPLoss(FeatureDistillLoss):
         self.sections = sections
 
     def distance(self, feats, student, teacher, net):
-        if student < self.sections:
-            raise ValueError(f'FSPLoss: exit {student} has fewer blocks than sections ({self.sections}).')
+        if min(student, teacher) < self.sections:
+            raise ValueError(f'FSPLoss: output {min(student, teacher)} has fewer blocks than sections '
+                             f'({self.sections}).')
         s_bounds, t_bounds = section_bounds(student, self.sections), section_bounds(teacher, self.sections)
         parts = []
         for i in range(self.sections):
