@@ -30,31 +30,56 @@ def median_time(fn, device, warmup=2, repeats=5):
     return statistics.median(times)
 
 
-def training_step_time(model_opt, batch, gt_size, scale, device, warmup=2, repeats=5):
-    """Median seconds of one ``optimize_parameters`` step of a BasicSR model built from ``model_opt``.
+def training_step_times(model_opts, batch, gt_size, scale, device, warmup=2, repeats=5):
+    """Median seconds of one ``optimize_parameters`` step of each BasicSR model built from ``model_opts``.
 
-    The batch lives on the device already (random data), so this is the model's own cost, not the data pipeline's.
+    The models are timed interleaved: after every model's warm-up, each repeat times one step of every model in turn,
+    so a drift of the device's speed during the run (a GPU's clocks ramping up from idle, another process) affects
+    them alike and their ratios stay fair. The batch lives on the device already (random data), so this is the model's
+    own cost, not the data pipeline's.
 
     Args:
-        model_opt (dict): BasicSR options (``model_type``, ``network_g``, ``train``...).
+        model_opts (list[dict]): BasicSR options (``model_type``, ``network_g``, ``train``...).
         batch (int): Samples per step.
         gt_size (int): HR patch size.
         scale (int): Upscaling factor.
         device (str | torch.device): Where to run.
+
+    Returns:
+        list[float]: Median seconds per step, one per options dict.
     """
-    opt = copy.deepcopy(model_opt)
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=1 if torch.device(device).type == 'cuda' else 0)
-    model = build_model(opt)
     data = {'lq': torch.rand(batch, 3, gt_size // scale, gt_size // scale, device=device),
             'gt': torch.rand(batch, 3, gt_size, gt_size, device=device)}
-    step = {'n': 0}
+    steps = []
+    for model_opt in model_opts:
+        opt = copy.deepcopy(model_opt)
+        opt.update(is_train=True, dist=False, rank=0, world_size=1,
+                   num_gpu=1 if torch.device(device).type == 'cuda' else 0)
+        model = build_model(opt)
+        counter = {'n': 0}
 
-    def one_step():
-        step['n'] += 1
-        model.feed_data(data)
-        model.optimize_parameters(step['n'])
+        def one_step(model=model, counter=counter):
+            counter['n'] += 1
+            model.feed_data(data)
+            model.optimize_parameters(counter['n'])
 
-    return median_time(one_step, device, warmup, repeats)
+        for _ in range(warmup):
+            one_step()
+        steps.append(one_step)
+    sync(device)
+    times = [[] for _ in steps]
+    for _ in range(repeats):
+        for i, one_step in enumerate(steps):
+            start = time.perf_counter()
+            one_step()
+            sync(device)
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def training_step_time(model_opt, batch, gt_size, scale, device, warmup=2, repeats=5):
+    """Median seconds of one training step of one model (see :func:`training_step_times`)."""
+    return training_step_times([model_opt], batch, gt_size, scale, device, warmup, repeats)[0]
 
 
 def inference_variants(net, depth, lr_size, device, warmup=2, repeats=5, compile_=True, onnx_path=None):

@@ -11,7 +11,7 @@ import torch
 
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.benchmark.data_wait import measure_data_wait
-from srdistill.benchmark.measure import inference_variants, matmul_gflops, training_step_time
+from srdistill.benchmark.measure import inference_variants, matmul_gflops, training_step_times
 from srdistill.benchmark.precision import precision_check
 from srdistill.evaluation.cost import exit_macs, forward_macs
 from srdistill.export.subnet import build_exit
@@ -24,13 +24,15 @@ def _model_opts(num_feat, num_block, exit_depth, scale):
     train = {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99]},
              'scheduler': {'type': 'MultiStepLR', 'milestones': [10**9], 'gamma': 0.5}}
     ours = {'type': 'MultiExitSRResNet', 'num_feat': num_feat, 'num_block': num_block, 'upscale': scale}
+    # the reference rows use the default memory layout, as BasicSR's SRModel does; the fast settings come after
     base = {'scale': scale, 'path': {}, 'is_train': True}
     return {
         'self-distillation (exit {})'.format(exit_depth): dict(
             base, model_type='SelfDistillSRModel', network_g=dict(ours, exits=[exit_depth]),
-            train=dict(train, pixel_opt={'type': 'SelfDistillationLoss'})),
+            train=dict(train, pixel_opt={'type': 'SelfDistillationLoss'}, channels_last=False)),
         'same trunk, no exit': dict(base, model_type='SelfDistillSRModel', network_g=dict(ours, exits=[]),
-                                    train=dict(train, pixel_opt={'type': 'SelfDistillationLoss'})),
+                                    train=dict(train, pixel_opt={'type': 'SelfDistillationLoss'},
+                                               channels_last=False)),
         'BasicSR SRModel + MSRResNet': dict(
             base, model_type='SRModel', network_g={'type': 'MSRResNet', 'num_feat': num_feat, 'num_block': num_block,
                                                    'upscale': scale},
@@ -102,8 +104,8 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
     for label, amp, channels_last in fast_training_settings(device):
         opt = dict(sd_opt, train=dict(sd_opt['train'], amp=amp, channels_last=channels_last))
         runs.append((f'{sd_name}, {label}', opt, amp, channels_last, True))
-    for name, opt, amp, channels_last, is_sd in runs:
-        seconds = training_step_time(opt, batch, gt_size, scale, device, warmup, repeats)
+    step_times = training_step_times([run[1] for run in runs], batch, gt_size, scale, device, warmup, repeats)
+    for (name, opt, amp, channels_last, is_sd), seconds in zip(runs, step_times):
         net = MultiExitSRResNet(num_feat=num_feat, num_block=num_block, upscale=scale,
                                 exits=opt['network_g'].get('exits', []))
         macs = forward_macs(net, (lq, lq), exit='all') * batch
@@ -233,7 +235,8 @@ def markdown(report):
              f"Settings: SRResNet-{s['num_block']} ({s['num_feat']} channels), exit after block {s['exit']}, "
              f"x{s['scale']}; training batch {s['batch']} of {s['gt_size']}x{s['gt_size']} HR patches (random data "
              f"already on the device: the model's own cost); inference on one {s['lr_size'][1]}x{s['lr_size'][0]} LR "
-             f"image. Medians of {s['repeats']} runs after {s['warmup']} warm-up runs, all measured in one run.", '']
+             f"image. Medians of {s['repeats']} runs after {s['warmup']} warm-up runs, all measured in one run; the "
+             f"training steps interleaved (one step of each model in turn).", '']
     lines += _training_lines(report)
     lines += ['## Inference latency per exit (ms)', '']
     variants = [k for k in report['inference'][0]['ms'] if k != 'compile_s']
