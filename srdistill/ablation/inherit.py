@@ -4,8 +4,7 @@ from collections import OrderedDict
 import torch
 
 from srdistill.evaluation.checkpoints import read_state_dict
-
-_TAIL = ('upconv1.', 'upconv2.', 'conv_hr.', 'conv_last.')
+from srdistill.export.subnet import TAIL_PREFIXES
 
 
 def cut_state_dict(state, depth):
@@ -17,7 +16,7 @@ def cut_state_dict(state, depth):
     """
     out = OrderedDict()
     for name, value in state.items():
-        if name.startswith('conv_first.') or name.startswith(_TAIL):
+        if name.startswith('conv_first.') or name.startswith(TAIL_PREFIXES):
             out[name] = value
         elif name.startswith('body.') and int(name.split('.')[1]) < depth:
             out[name] = value

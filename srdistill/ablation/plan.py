@@ -193,7 +193,7 @@ def _topological(plan):
     return order
 
 
-def training_options(plan, job, jobs_root, source_paths):
+def training_options(plan, job, source_paths):
     """The complete BasicSR options of a job (seed, iterations, schedule, checkpoints, sources' weights)."""
     opt = copy.deepcopy(job['opt'])
     iters = job['iterations']

@@ -136,14 +136,14 @@ class AblationRunner:
                     self.log(f'{dep}: its weights are gone (result kept); training it again for {job["name"]}')
                     self.train(source)
             paths[dep] = {'latest': self.latest_checkpoint(source), 'network_g': source['opt']['network_g']}
-        if job['init_from'] and job['init_from'] in paths:
+        if job['init_from']:
             cut = osp.join(self.out, 'options', f'{job["name"]}_init_e{job["init_depth"]}.pth')
             os.makedirs(osp.dirname(cut), exist_ok=True)
             paths[job['init_from']]['inherit'] = write_cut(paths[job['init_from']]['latest'], job['init_depth'], cut)
         return paths
 
     def train(self, job):
-        opt = training_options(self.plan, job, self.out, self._sources(job))
+        opt = training_options(self.plan, job, self._sources(job))
         opt_path = osp.join(self.out, 'options', f'{job["name"]}.yml')
         write_options(opt, opt_path)
         log_path = osp.join(self.out, 'logs', f'{job["name"]}.log')
@@ -173,27 +173,27 @@ class AblationRunner:
         ev, scale = self.plan['evaluate'], job['opt']['scale']
         pairs = {name: dataset_pairs(name, ev['dataroot'], scale) for name in ev['datasets']}
         student = f'e{self.plan["student"]}'
-        curve, scores = [], {}
-        for it, path in self.checkpoints(job):
-            net, _ = load_checkpoint(path, scale=scale, device=self.device)
-            means, _ = evaluate(net, pairs[ev['select_on']], scale, device=self.device, bicubic=False)
+        checkpoints = dict(self.checkpoints(job))
+        scores = {}  # (iteration, set) -> means of every output
+
+        def score(it, name):
+            if (it, name) not in scores:
+                net, _ = load_checkpoint(checkpoints[it], scale=scale, device=self.device)
+                scores[it, name] = evaluate(net, pairs[name], scale, device=self.device, bicubic=False)[0]
+            return scores[it, name]
+
+        curve = []
+        for it in sorted(checkpoints):
+            means = score(it, ev['select_on'])
             if student not in means:  # a network without that exit (a plain deep one): its final output
                 student = list(means)[-1]
             curve.append([it, means[student]['psnr']])
-            scores[it] = means
         best_iter = max(curve, key=lambda c: c[1])[0]
-        last_iter = job['iterations']
         result = {k: job[k] for k in ('name', 'run', 'label', 'seed', 'budget', 'iterations', 'step_macs', 'own_macs',
                                       'total_macs', 'report')}
         result.update(student=self.plan['student'], output=student, curve=curve, best_iter=best_iter,
                       selected_on=ev['select_on'])
-        for key, it in (('last', last_iter), ('best', best_iter)):
-            net, _ = load_checkpoint(dict(self.checkpoints(job))[it], scale=scale, device=self.device)
-            result[key] = {}
-            result[f'{key}_all_outputs'] = {}
-            for name, dataset in pairs.items():
-                means = scores[it] if name == ev['select_on'] else evaluate(net, dataset, scale, device=self.device,
-                                                                            bicubic=False)[0]
-                result[key][name] = dict(means[student])
-                result[f'{key}_all_outputs'][name] = {k: dict(v) for k, v in means.items()}
+        for key, it in (('last', job['iterations']), ('best', best_iter)):
+            result[key] = {name: dict(score(it, name)[student]) for name in pairs}
+            result[f'{key}_all_outputs'] = {name: {k: dict(v) for k, v in score(it, name).items()} for name in pairs}
         return result

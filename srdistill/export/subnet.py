@@ -10,7 +10,7 @@ from basicsr.archs.srresnet_arch import MSRResNet
 
 from srdistill.utils.errors import UserError
 
-_TAIL = ('upconv1.', 'upconv2.', 'conv_hr.', 'conv_last.')
+TAIL_PREFIXES = ('upconv1.', 'upconv2.', 'conv_hr.', 'conv_last.')  # MSRResNet's upsampling tail
 
 
 def exit_state_dict(state, depth, num_block):
@@ -30,7 +30,7 @@ def exit_state_dict(state, depth, num_block):
             out[name] = value
         elif name.startswith('body.') and int(name.split('.')[1]) < depth:
             out[name] = value
-        elif depth == num_block and name.startswith(_TAIL):
+        elif depth == num_block and name.startswith(TAIL_PREFIXES):
             out[name] = value
         elif depth != num_block and name.startswith(f'exit_tails.{depth}.'):
             out[name[len(f'exit_tails.{depth}.'):]] = value
