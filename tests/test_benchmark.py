@@ -11,6 +11,7 @@ from srdistill.benchmark.cli import main
 from srdistill.benchmark.data_wait import measure_data_wait
 from srdistill.benchmark.precision import TOLERANCE_DB
 from srdistill.benchmark.run import markdown, run_benchmark, write_report
+from srdistill.data.npy_pack import pack_npy
 from srdistill.data.prepare import prepare_paired_folder
 from srdistill.utils.errors import UserError
 
@@ -30,9 +31,14 @@ def tiny_ckpt_and_set(tmp_path):
 def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     tiny_opt['datasets']['train']['num_worker_per_gpu'] = 1  # the options file's; overridden to 0 below
     opt_path = write_opt(tmp_path / 'tiny.yml', tiny_opt)
+    train = tiny_opt['datasets']['train']  # the same set packed into .npy arrays: a second row of the data section
+    train.update(type='PairedNpyDataset', dataroot_gt=pack_npy(train['dataroot_gt'], show_progress=False),
+                 dataroot_lq=pack_npy(train['dataroot_lq'], show_progress=False))
+    npy_path = write_opt(tmp_path / 'tiny_npy.yml', tiny_opt)
     ckpt, val_dir = tiny_ckpt_and_set
     report = run_benchmark(num_feat=4, num_block=3, exit_depth=1, batch=2, gt_size=16, lr_size=(8, 8), device='cpu',
-                           warmup=1, repeats=1, compile_=False, data_opt=opt_path, data_iters=4, num_worker=0,
+                           warmup=1, repeats=1, compile_=False, data_opt=[opt_path, npy_path], data_iters=4,
+                           num_worker=0,
                            data_channels_last=True, ckpt=ckpt, val_dir=val_dir)
 
     # training: the three models, then the self-distillation model's fast setting (CPU: channels_last only)
@@ -50,12 +56,16 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     assert report['matmul_gflops'] > 0 and report['environment']['torch']
 
     # data wait: real iterations of the options file, with the overrides applied to the built model
-    data = report['data_wait']
+    data, data_npy = report['data_wait']
+    assert (data['dataset_type'], data_npy['dataset_type']) == ('PairedImageDataset', 'PairedNpyDataset')
+    assert data_npy['samples'] == 4 and data_npy['sample_ms'] > 0 and data_npy['options'] == npy_path
     assert (data['batch'], data['num_worker_per_gpu'], data['prefetch_mode']) == (2, 0, 'none')
     assert data['channels_last'] is True and data['amp'] == 'fp32' and data['samples'] == 4
     assert data['data_wait_s'] > 0 and data['step_s'] > 0 and data['max_data_wait_s'] >= data['data_wait_s']
     assert 0 < data['data_fraction'] < 1
     assert data['epoch_restarts'] == 2  # 4 pairs at batch 2: 2 iterations an epoch, 5 iterations run
+    # the loader's own capacity, without the model
+    assert data['sample_ms'] > 0 and data['loader_samples_per_s'] > 0
 
     # precision: every output of the checkpoint in fp32 and channels_last on the folder, within tolerance
     prec = report['precision']
@@ -74,11 +84,13 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     assert '| self-distillation (exit 1), channels_last | fp32 | yes |' in text
     assert 'applies on CUDA only' in text
     assert '## Data loading in real training iterations' in text and f'`{opt_path}`' in text
-    assert 'num_worker_per_gpu 0' in text and f"{100 * data['data_fraction']:.1f}%" in text
+    assert f'| `{opt_path}` | PairedImageDataset `train` (4 pairs, disk) | 0 | none | ' in text
+    assert f'| `{npy_path}` | PairedNpyDataset `train` (4 pairs, disk) | 0 | none | ' in text
+    assert f"{100 * data['data_fraction']:.1f}%" in text and 'CPU cores of loading at' in text
     assert '## Precision of the fast settings on trained weights' in text and 'channels_last 0.01 dB' in text
     assert '| e3 | channels_last |' in text and 'every fast setting is within its tolerance' in text
     saved = json.load(open(js))
-    assert saved['settings']['num_block'] == 3 and saved['data_wait']['iters'] == 4
+    assert saved['settings']['num_block'] == 3 and saved['data_wait'][0]['iters'] == 4
     assert saved['precision']['rows'][1]['variant'] == 'channels_last'
 
 

@@ -96,7 +96,7 @@ def test_div2k_end_to_end_on_a_stand_in_archive(server, tmp_path):
     checksums = {split: (osp.getsize(www / f'DIV2K_{split}_HR.zip'), sha256sum(str(www / f'DIV2K_{split}_HR.zip')))
                  for split in ('train', 'valid')}
     folders = prepare_div2k(root, splits=('train', 'valid'), scales=(2, 3, 4), crop_size=72, step=36, base_url=url,
-                            lmdb=True, members=members, checksums=checksums, workers=2, show_progress=False)
+                            lmdb=True, npy=True, members=members, checksums=checksums, workers=2, show_progress=False)
 
     # 150x143 -> mod-12 crop 144x132 -> rows 0, 36, 72 ; columns 0, 36, 60 (flush) -> 9 sub-images per image
     hr_sub = sorted(os.listdir(folders['train_gt']))
@@ -115,6 +115,11 @@ def test_div2k_end_to_end_on_a_stand_in_archive(server, tmp_path):
         phase='train', scale=4, gt_size=64, use_hflip=True, use_rot=True))
     item = dataset[0]
     assert tuple(item['gt'].shape) == (3, 64, 64) and tuple(item['lq'].shape) == (3, 16, 16)
+    # --npy: the training folders (not the validation ones) as arrays of the same pixels
+    assert 'valid_gt_npy' not in folders and folders['train_lq_x3_npy'] == folders['train_lq_x3'] + '_npy'
+    assert len(os.listdir(folders['train_gt_npy'])) == 27
+    assert np.array_equal(np.load(osp.join(folders['train_lq_x2_npy'], '0002_s005.npy')),
+                          cv2.imread(osp.join(folders['train_lq_x2'], '0002_s005.png')))
 
     # rerun: nothing downloaded or rewritten
     stamp = os.stat(osp.join(folders['train_lq_x3'], '0003_s009.png')).st_mtime_ns

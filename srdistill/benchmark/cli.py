@@ -5,7 +5,7 @@ wait of real training iterations (``--data-opt``) and the PSNR of trained weight
 Examples::
 
     python tools/benchmark.py --out results/benchmark.md
-    python tools/benchmark.py --data-opt options/sd_x4_291.yml --data-iters 50 \\
+    python tools/benchmark.py --data-opt options/sd_x4_291.yml options/sd_x4_291_png.yml --data-iters 50 \\
         --ckpt experiments/SD_SRResNet32e8_x4_291_B16/models/net_g_latest.pth --val-dir datasets/Set5
 """
 import argparse
@@ -28,9 +28,9 @@ def build_parser():
     p.add_argument('--device', default=None, help='default: cuda when present, else cpu')
     p.add_argument('--out', default=None, help='report path (.md; a .json is written beside it)')
     data = p.add_argument_group('data wait of real training iterations (skipped without --data-opt)')
-    data.add_argument('--data-opt', default=None, metavar='PATH',
-                      help='a training options file, e.g. options/sd_x4_291.yml; its relative data paths are taken '
-                      'relative to the project root (tools/benchmark.py: the repository)')
+    data.add_argument('--data-opt', nargs='+', default=None, metavar='PATH',
+                      help='training options file(s), e.g. options/sd_x4_291.yml; each is measured; relative data '
+                      'paths are taken relative to the project root (tools/benchmark.py: the repository)')
     data.add_argument('--data-iters', type=int, default=50, metavar='N', help='timed iterations (default: 50)')
     data.add_argument('--num-worker', type=int, default=None, metavar='N',
                       help="override the file's datasets.train.num_worker_per_gpu")

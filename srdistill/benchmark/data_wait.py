@@ -11,6 +11,11 @@ iteration is then timed in two parts, with the device synchronised at both ends 
 
 With synchronisation the device is idle during the whole wait, so the data wait measured here is an upper bound of
 the time a real (asynchronous) run leaves the device without work.
+
+Before those iterations the loader's own capacity is measured, without the model: the CPU time of one sample in the
+main process (``dataset[i]``: read, decode, crop, augment, to tensor) and the samples per second the data loader
+delivers with its workers. Their product with a training step's consumption says how many CPU cores feeding a
+faster device would take, whatever device ran the benchmark.
 """
 import os
 import statistics
@@ -138,7 +143,8 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
         dict: The settings actually used (``batch``, ``num_worker_per_gpu``, ``prefetch_mode``, the effective ``amp``
         and ``channels_last`` of the built model...) and ``data_wait_s`` (mean per iteration), ``max_data_wait_s``,
         ``step_s`` (mean), ``data_fraction`` (data wait / wall time of the timed iterations), ``samples_per_s``
-        and ``epoch_restarts`` (loader restarts at epoch ends within the run, warm-up included).
+        and ``epoch_restarts`` (loader restarts at epoch ends within the run, warm-up included); and the loader's
+        capacity without the model (:func:`loader_capacity`): ``sample_ms``, ``loader_samples_per_s``.
 
     Raises:
         UserError: Bad options or missing data (with what to do), or data yielding no batch.
@@ -159,6 +165,7 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
     sampler = EnlargedSampler(train_set, opt['world_size'], opt['rank'], train_opt.get('dataset_enlarge_ratio', 1))
     loader = build_dataloader(train_set, train_opt, num_gpu=opt['num_gpu'], dist=False, sampler=sampler,
                               seed=opt['manual_seed'])
+    capacity = loader_capacity(train_set, loader, iters, warmup)
     prefetcher = _prefetcher(loader, opt, device)
     model = build_model(opt)
     benchmark_mode = torch.backends.cudnn.benchmark
@@ -179,9 +186,52 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
         io_backend=train_opt.get('io_backend', {}).get('type'),
         amp=AMP_NAMES.get(getattr(model, 'amp_dtype', None), 'fp32'),
         channels_last=bool(getattr(model, 'channels_last', False)), device=str(device), warmup=warmup, iters=iters,
+        **capacity,
         data_wait_s=statistics.fmean(waits), max_data_wait_s=max(waits), step_s=statistics.fmean(steps),
         data_fraction=sum(waits) / wall, samples_per_s=iters * train_opt['batch_size_per_gpu'] / wall,
         epoch_restarts=restarts)
+
+
+def loader_capacity(dataset, loader, batches=50, warmup=2):
+    """What the training data pipeline delivers on its own, with no model running.
+
+    Args:
+        dataset (Dataset): The training set (random crops and flips, so every call is a new sample).
+        loader (DataLoader): Its data loader (BasicSR's ``build_dataloader``), with its workers.
+        batches (int): Timed batches of the loader; ``batches`` samples are also timed one by one. Default: 50.
+        warmup (int): Untimed batches (and samples) first: worker start-up, page cache. Default: 2.
+
+    Returns:
+        dict: ``sample_ms`` (mean CPU milliseconds of one ``dataset[i]`` in this process: one core's cost of a
+        sample) and ``loader_samples_per_s`` (samples per second out of ``loader`` with its workers, restarting it
+        at the end of an epoch).
+    """
+    n = len(dataset)
+    for i in range(warmup):
+        dataset[i % n]
+    start = time.perf_counter()
+    for i in range(batches):
+        dataset[(warmup + i) % n]
+    sample_ms = (time.perf_counter() - start) / batches * 1000
+
+    def batches_of(loader):
+        while True:
+            got = False
+            for batch in loader:
+                got = True
+                yield batch
+            if not got:
+                raise UserError(f'datasets.train yields no batch ({n} samples, batch {loader.batch_size}).')
+
+    stream = batches_of(loader)
+    for _ in range(warmup):
+        next(stream)
+    start, samples = time.perf_counter(), 0
+    for _ in range(batches):
+        samples += len(next(stream)['lq'])
+    seconds = time.perf_counter() - start
+    stream.close()
+    return dict(sample_ms=sample_ms, loader_samples_per_s=samples / seconds)
 
 
 def _timed_iterations(model, prefetcher, sampler, opt, device, iters, warmup):

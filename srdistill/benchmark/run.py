@@ -79,7 +79,8 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
         device (str | torch.device | None): Default: CUDA when present, else CPU.
         warmup, repeats: Untimed and timed runs per measurement (medians).
         compile_ (bool): Also time ``torch.compile``.
-        data_opt (str | None): A training options file: also measure the data wait of real training iterations
+        data_opt (str | list[str] | None): Training options file(s), e.g. the same set as PNG and as ``.npy``: also
+            measure, for each, the loader's capacity and the data wait of real training iterations
             (:func:`~srdistill.benchmark.data_wait.measure_data_wait`). Default: None (skipped).
         data_iters (int): Timed iterations of that run. Default: 50.
         num_worker, data_amp, data_channels_last: Overrides of that run's ``num_worker_per_gpu``, ``train.amp``,
@@ -130,8 +131,9 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
                                             achieved_gflops=2 * macs / (times['eager'] / 1000) / 1e9))
     report['matmul_gflops'] = matmul_gflops(device)
     if data_opt is not None:
-        report['data_wait'] = measure_data_wait(data_opt, device, data_iters, warmup, root, num_worker, data_amp,
-                                                data_channels_last)
+        report['data_wait'] = [measure_data_wait(path, device, data_iters, warmup, root, num_worker, data_amp,
+                                                 data_channels_last)
+                               for path in ([data_opt] if isinstance(data_opt, str) else data_opt)]
     if ckpt is not None:
         report['precision'] = precision_check(ckpt, val_dir, device, param_key)
     return report
@@ -172,27 +174,44 @@ def _training_lines(report):
     return lines + ['']
 
 
-def _data_wait_lines(d):
+def _data_wait_lines(runs, fastest):
+    """The data-loading section: one row per options file measured; ``fastest`` is the fastest training row."""
+    d = runs[0]
     net = d['network']
-    verdict = ('does not starve the device' if d['data_fraction'] < DATA_STARVED_FRACTION else
-               'starves the device: more loader workers (`--num-worker`, option `num_worker_per_gpu`), '
-               '`prefetch_mode: cuda` with `pin_memory: true`, or an LMDB backend would help')
-    return ['## Data loading in real training iterations', '',
-            f"Options `{d['options']}`: {d['model_type']} with {net.get('type')} ({net.get('num_block')} blocks, "
-            f"{net.get('num_feat')} channels, exits {net.get('exits', [])}); training set `{d['dataset']}` "
-            f"({d['samples']} pairs, enlarge ratio {d['dataset_enlarge_ratio']}, {d['dataset_type']} from "
-            f"{d['io_backend']}), batch {d['batch']} of {d['gt_size']}x{d['gt_size']} HR patches, "
-            f"num_worker_per_gpu {d['num_worker_per_gpu']}, prefetch_mode {d['prefetch_mode']} (pin_memory "
-            f"{str(d['pin_memory']).lower()}); train.amp {d['amp']}, train.channels_last "
-            f"{str(d['channels_last']).lower()} (as the built model uses them); device `{d['device']}`. Means of "
-            f"{d['iters']} iterations after {d['warmup']} warm-up ones. The data wait is `prefetcher.next()` and "
-            '`feed_data`, with the device synchronised on both sides: an upper bound of the time it sits idle.', '',
-            '| mean data wait (s) | longest data wait (s) | mean step (s) | data wait / wall time | samples/s | '
-            'loader restarts (epoch ends) |', '|---|---|---|---|---|---|',
-            f"| {d['data_wait_s']:.4f} | {d['max_data_wait_s']:.4f} | {d['step_s']:.3f} | "
-            f"{100 * d['data_fraction']:.1f}% | {d['samples_per_s']:.1f} | {d['epoch_restarts']} |", '',
-            f"- data loading {verdict} (waiting {100 * d['data_fraction']:.1f}% of the wall time; the line drawn here "
-            f"is {100 * DATA_STARVED_FRACTION:.0f}%).", '']
+    lines = ['## Data loading in real training iterations', '',
+             f"{d['model_type']} with {net.get('type')} ({net.get('num_block')} blocks, {net.get('num_feat')} "
+             f"channels, exits {net.get('exits', [])}), train.amp {d['amp']}, train.channels_last "
+             f"{str(d['channels_last']).lower()} (as the built model uses them), device `{d['device']}`; batch "
+             f"{d['batch']} of {d['gt_size']}x{d['gt_size']} HR patches. Means of {d['iters']} iterations after "
+             f"{d['warmup']} warm-up ones. The data wait is `prefetcher.next()` and `feed_data`, with the device "
+             'synchronised on both sides: an upper bound of the time it sits idle. Before them, without the model: '
+             "the CPU time of one sample in the main process (one core) and what the data loader delivers with its "
+             'workers.', '',
+             '| options | dataset (from) | workers | prefetch | CPU ms per sample | loader alone (samples/s) | '
+             'training (samples/s) | mean data wait (s) | longest (s) | data wait / wall time | loader restarts |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in runs:
+        lines.append(
+            f"| `{r['options']}` | {r['dataset_type']} `{r['dataset']}` ({r['samples']} pairs, {r['io_backend']}) | "
+            f"{r['num_worker_per_gpu']} | {r['prefetch_mode']} | "
+            + (f"{r['sample_ms']:.2f} | {r['loader_samples_per_s']:.0f} | " if 'sample_ms' in r else '| | ')
+            + f"{r['samples_per_s']:.1f} | {r['data_wait_s']:.4f} | {r['max_data_wait_s']:.4f} | "
+            f"{100 * r['data_fraction']:.1f}% | {r['epoch_restarts']} |")
+    lines.append('')
+    for r in runs:
+        starved = r['data_fraction'] >= DATA_STARVED_FRACTION
+        verdict = ('starves the device: more loader workers (`--num-worker`, option `num_worker_per_gpu`), '
+                   '`prefetch_mode: cuda` with `pin_memory: true`, or `.npy` arrays (`PairedNpyDataset`) would help'
+                   if starved else 'does not starve the device')
+        line = (f"- `{r['options']}`: data loading {verdict} (waiting {100 * r['data_fraction']:.1f}% of the wall "
+                f"time; the line drawn here is {100 * DATA_STARVED_FRACTION:.0f}%)")
+        if 'sample_ms' in r and fastest:
+            cores = fastest['samples_per_s'] * r['sample_ms'] / 1000
+            line += (f"; feeding the fastest training step of this run ({fastest['model']}, "
+                     f"{fastest['samples_per_s']:.0f} samples/s) takes {cores:.2f} CPU cores of loading at "
+                     f"{r['sample_ms']:.2f} ms per sample")
+        lines.append(line + '.')
+    return lines + ['']
 
 
 def _precision_lines(p):
@@ -256,7 +275,9 @@ def markdown(report):
               f"network (eager) reaches {full['achieved_gflops']:.1f} GFLOP/s, "
               f"{100 * full['achieved_gflops'] / report['matmul_gflops']:.0f}% of it.", '']
     if report.get('data_wait'):
-        lines += _data_wait_lines(report['data_wait'])
+        runs = report['data_wait']
+        runs = [runs] if isinstance(runs, dict) else runs  # reports written before several files were measured
+        lines += _data_wait_lines(runs, max(report['training'], key=lambda row: row['samples_per_s']))
     if report.get('precision'):
         lines += _precision_lines(report['precision'])
     return '\n'.join(lines)

@@ -6,6 +6,7 @@ worker after the experiment folder was created). These checks read only file nam
 import os
 from os import path as osp
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from srdistill.utils.errors import UserError
@@ -19,13 +20,14 @@ def _listing(names):
     return shown + (f' ... ({len(names)} in all)' if len(names) > _SHOW else '')
 
 
-def list_images(folder, role, hint=''):
+def list_images(folder, role, hint='', extensions=IMAGE_EXTENSIONS):
     """Names of the image files in ``folder`` (sorted), after checking it is a non-empty folder of images only.
 
     Args:
         folder (str): Folder to scan (not recursive; hidden files are ignored, as BasicSR's ``scandir`` does).
         role (str): What the folder is, for messages, e.g. ``'datasets.train.dataroot_gt'``.
         hint (str): What to do if the folder is missing or empty (appended to the message).
+        extensions (tuple[str]): The file types allowed. Default: image files; ``('.npy',)`` for packed arrays.
 
     Returns:
         list[str]: File names.
@@ -40,10 +42,11 @@ def list_images(folder, role, hint=''):
     names = sorted(n for n in os.listdir(folder) if not n.startswith('.') and osp.isfile(osp.join(folder, n)))
     if not names:
         raise UserError(f'{role}: folder {folder} holds no images. {hint}'.rstrip())
-    others = [n for n in names if osp.splitext(n)[1].lower() not in IMAGE_EXTENSIONS]
+    others = [n for n in names if osp.splitext(n)[1].lower() not in extensions]
     if others:
-        raise UserError(f'{role}: {folder} holds files that are not images: {_listing(others)}. Move them out of the '
-                        f'folder (image types: {" ".join(IMAGE_EXTENSIONS)}).')
+        kind = 'images' if extensions == IMAGE_EXTENSIONS else ' '.join(extensions) + ' files'
+        raise UserError(f'{role}: {folder} holds files that are not {kind}: {_listing(others)}. Move them out of the '
+                        f'folder (allowed: {" ".join(extensions)}).')
     return names
 
 
@@ -92,6 +95,31 @@ def image_size(path):
     return height, width
 
 
+def npy_image_size(path):
+    """(height, width) of an image packed as ``.npy`` (uint8, H x W x 3), from the array header only.
+
+    Raises:
+        UserError: Not a ``.npy`` file, truncated, or not a uint8 3-channel image array.
+    """
+    try:
+        with open(path, 'rb') as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            data_start = f.tell()
+    except (ValueError, OSError, SyntaxError) as err:
+        raise UserError(f'{path} is not a .npy array ({err}). Re-create it with `tools/prepare_data.py ... '
+                        '--npy --overwrite`.') from None
+    if dtype != np.uint8 or len(shape) != 3 or shape[2] != 3:
+        raise UserError(f'{path} holds a {dtype} array of shape {shape}, not an 8-bit 3-channel image (H, W, 3). '
+                        'Re-create it with `tools/prepare_data.py ... --npy --overwrite`.')
+    if osp.getsize(path) < data_start + int(np.prod(shape)):
+        raise UserError(f'{path} is truncated (shorter than its header says). Re-create it with '
+                        '`tools/prepare_data.py ... --npy --overwrite`.')
+    return shape[0], shape[1]
+
+
 def check_meta_info(meta_info_file, folders, role):
     """Check a BasicSR meta-info file (first column: HR file names) names only files present in ``folders``.
 
@@ -121,8 +149,9 @@ def check_meta_info(meta_info_file, folders, role):
     return names
 
 
-def check_paired_folders(gt_folder, lq_folder, scale, role, gt_size=None, filename_tmpl='{}', hint='', exact=False):
-    """Check a BasicSR ``PairedImageDataset`` folder pair before training or validation starts.
+def check_paired_folders(gt_folder, lq_folder, scale, role, gt_size=None, filename_tmpl='{}', hint='', exact=False,
+                         npy=False):
+    """Check a BasicSR ``PairedImageDataset`` (or ``PairedNpyDataset``) folder pair before training or validation.
 
     Args:
         gt_folder (str): HR (ground-truth) folder.
@@ -134,6 +163,8 @@ def check_paired_folders(gt_folder, lq_folder, scale, role, gt_size=None, filena
         hint (str): What to do if a folder is missing or empty.
         exact (bool): HR sizes must be exact multiples of ``scale`` (BasicSR's training crop requires it); otherwise
             an HR may be up to ``scale - 1`` pixels larger (it is cropped at validation). Default: False.
+        npy (bool): The folders hold ``.npy`` arrays (:class:`~srdistill.data.paired_npy_dataset.PairedNpyDataset`),
+            not image files. Default: False.
 
     Returns:
         int: Number of pairs.
@@ -141,8 +172,9 @@ def check_paired_folders(gt_folder, lq_folder, scale, role, gt_size=None, filena
     Raises:
         UserError: On the first problem found, naming the files and what to do.
     """
-    gt_names = list_images(gt_folder, f'{role}.dataroot_gt', hint)
-    lq_names = list_images(lq_folder, f'{role}.dataroot_lq', hint)
+    extensions, size_of = (('.npy', ), npy_image_size) if npy else (IMAGE_EXTENSIONS, image_size)
+    gt_names = list_images(gt_folder, f'{role}.dataroot_gt', hint, extensions)
+    lq_names = list_images(lq_folder, f'{role}.dataroot_lq', hint, extensions)
     lq_set = set(lq_names)
     expected_lq = {gt: filename_tmpl.format(osp.splitext(gt)[0]) + osp.splitext(gt)[1] for gt in gt_names}
     missing_lq = [gt for gt, lq in expected_lq.items() if lq not in lq_set]
@@ -156,7 +188,7 @@ def check_paired_folders(gt_folder, lq_folder, scale, role, gt_size=None, filena
 
     for gt_name, lq_name in expected_lq.items():
         gt_path, lq_path = osp.join(gt_folder, gt_name), osp.join(lq_folder, lq_name)
-        (h_gt, w_gt), (h_lq, w_lq) = image_size(gt_path), image_size(lq_path)
+        (h_gt, w_gt), (h_lq, w_lq) = size_of(gt_path), size_of(lq_path)
         if (h_gt // scale, w_gt // scale) != (h_lq, w_lq) or (exact and (h_gt % scale or w_gt % scale)):
             raise UserError(f'{role}: sizes do not match scale {scale}: HR {gt_path} is {w_gt}x{h_gt}, so its LR '
                             f'should be {w_gt / scale:g}x{h_gt / scale:g}, but {lq_path} is {w_lq}x{h_lq}. Re-create '

@@ -17,6 +17,7 @@ from os import path as osp
 from srdistill.data.archives import extract
 from srdistill.data.download import download
 from srdistill.data.lmdb_pack import pack_lmdb
+from srdistill.data.npy_pack import pack_npy
 from srdistill.data.prepare import prepare_paired_folder
 from srdistill.utils.errors import UserError
 
@@ -36,7 +37,7 @@ def official_members(split):
 
 
 def prepare_div2k(root, splits=('train', ), scales=(2, 3, 4), crop_size=480, step=240, base_url=DIV2K_URL,
-                  archive_dir=None, lmdb=False, workers=None, overwrite=False, members=None, checksums=CHECKSUMS,
+                  archive_dir=None, lmdb=False, npy=False, workers=None, overwrite=False, members=None, checksums=CHECKSUMS,
                   show_progress=True):
     """Download (if needed), unpack and prepare DIV2K under ``<root>``.
 
@@ -50,6 +51,8 @@ def prepare_div2k(root, splits=('train', ), scales=(2, 3, 4), crop_size=480, ste
         archive_dir (str | None): Folder already holding the zips (no download). Default: ``<root>/DIV2K/downloads``,
             downloading what is missing there.
         lmdb (bool): Also pack every prepared folder into an LMDB. Default: False.
+        npy (bool): Also pack the training folders into ``.npy`` arrays (``<folder>_npy``, for
+            :class:`~srdistill.data.paired_npy_dataset.PairedNpyDataset`). Default: False.
         workers (int | None): Processes for preparation. Default: all CPUs.
         overwrite (bool): Replace existing prepared files. Default: False.
         members (dict[str, list[str]] | None): Expected archive members per split (for stand-in archives in tests).
@@ -91,6 +94,11 @@ def prepare_div2k(root, splits=('train', ), scales=(2, 3, 4), crop_size=480, ste
                                   workers=workers, overwrite=overwrite, show_progress=show_progress)
             folders['valid_gt'] = osp.join(out, 'HR')
             folders.update({f'valid_lq_x{s}': osp.join(out, 'LR_bicubic', f'X{s}') for s in scales})
+    prepared = list(folders.items())
     if lmdb:
-        folders.update({f'{role}_lmdb': pack_lmdb(path) for role, path in list(folders.items())})
+        folders.update({f'{role}_lmdb': pack_lmdb(path) for role, path in prepared})
+    if npy:
+        folders.update({f'{role}_npy': pack_npy(path, overwrite=overwrite, workers=workers,
+                                                show_progress=show_progress)
+                        for role, path in prepared if role.startswith('train_')})
     return folders

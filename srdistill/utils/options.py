@@ -20,6 +20,9 @@ from srdistill.utils.errors import UserError
 PREPARE_HINT = ('Prepare it with `python tools/prepare_data.py folder --hr <HR images> --name <name>` (see '
                 'datasets/README.md), or point the option at your data. To try srdistill without any data: '
                 '`make demo`.')
+NPY_HINT = ('Pack the image folders into .npy arrays with `python tools/prepare_data.py folder --hr <HR images> --name '
+            '<name> --npy` (it writes <folder>_npy next to each image folder; see datasets/README.md), or use type '
+            'PairedImageDataset on the image folders.')
 DIV2K_HINT = ('DIV2K is not prepared: see datasets/README.md for how to download and prepare it. To train without '
               'DIV2K use options/sd_x4_291.yml (the classic 291 images); to try srdistill without any data: '
               '`make demo`.')
@@ -203,13 +206,17 @@ def _check_datasets(opt, opt_path, scale):
         raise UserError(f'{opt_path}: option `datasets.train` is missing.')
     for phase, dataset_opt in datasets.items():
         role = f'{opt_path}: datasets.{phase}'
-        if dataset_opt.get('type') != 'PairedImageDataset':
+        npy = dataset_opt.get('type') == 'PairedNpyDataset'
+        if dataset_opt.get('type') != 'PairedImageDataset' and not npy:
             continue  # other dataset types are checked by BasicSR when built
         for key in ('dataroot_gt', 'dataroot_lq'):
             if not dataset_opt.get(key):
                 raise UserError(f'{role}: option `{key}` is missing.')
         is_div2k = 'div2k' in (dataset_opt['dataroot_gt'] + dataset_opt['dataroot_lq']).lower()
-        backend = dataset_opt.get('io_backend', {}).get('type')
+        backend = (dataset_opt.get('io_backend') or {}).get('type', 'disk' if npy else None)
+        if npy and backend != 'disk':
+            raise UserError(f'{role}.io_backend: PairedNpyDataset reads .npy files from disk, not {backend}. Leave '
+                            'io_backend out or set it to {type: disk}.')
         if backend == 'lmdb':
             for key in ('dataroot_gt', 'dataroot_lq'):
                 meta = osp.join(dataset_opt[key], 'meta_info.txt')
@@ -228,8 +235,9 @@ def _check_datasets(opt, opt_path, scale):
             role,
             gt_size=dataset_opt.get('gt_size') if phase == 'train' else None,
             filename_tmpl=dataset_opt.get('filename_tmpl', '{}'),
-            hint=DIV2K_HINT if is_div2k else PREPARE_HINT,
-            exact=phase == 'train')
+            hint=NPY_HINT if npy else DIV2K_HINT if is_div2k else PREPARE_HINT,
+            exact=phase == 'train',
+            npy=npy)
 
 
 def check_train_options(opt, opt_path):
