@@ -48,6 +48,10 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     assert all(r['step_s'] > 0 and r['samples_per_s'] > 0 for r in report['training'])
     sd, plain, basic, sd_cl = report['training']
     assert sd['forward_gmacs'] > plain['forward_gmacs'] == basic['forward_gmacs']
+    # the same network and loss: our plain step dispatches as many operators as BasicSR's, give or take the loss
+    # weight and the logged total; the exit adds its tail's forward and backward and a second loss
+    assert abs(plain['aten_ops'] - basic['aten_ops']) <= 5 and sd['aten_ops'] > plain['aten_ops'] + 50
+    assert 'cuda_kernels' not in plain
     assert sd_cl['forward_gmacs'] == sd['forward_gmacs'] and sd_cl['channels_last'] and sd_cl['amp'] == 'fp32'
     assert sd['speedup_vs_sd_fp32'] == 1 and plain['speedup_vs_sd_fp32'] is None
     assert sd_cl['speedup_vs_sd_fp32'] == pytest.approx(sd['step_s'] / sd_cl['step_s'])
@@ -80,6 +84,7 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     md, js = write_report(report, str(tmp_path / 'bench.md'))
     text = open(md).read()
     assert text == markdown(report)
+    assert f"dispatching {plain['aten_ops']} against {basic['aten_ops']} ATen operators per step" in text
     assert "our plain path vs BasicSR's own" in text and 'fewer multiply-adds' in text and 'GFLOP/s' in text
     assert '| self-distillation (exit 1), channels_last | fp32 | yes |' in text
     assert 'applies on CUDA only' in text

@@ -30,13 +30,15 @@ def median_time(fn, device, warmup=2, repeats=5):
     return statistics.median(times)
 
 
-def training_step_times(model_opts, batch, gt_size, scale, device, warmup=2, repeats=5):
-    """Median seconds of one ``optimize_parameters`` step of each BasicSR model built from ``model_opts``.
+def training_steps(model_opts, batch, gt_size, scale, device, warmup=2, repeats=5):
+    """Median seconds of one ``optimize_parameters`` step of each BasicSR model built from ``model_opts``, and the
+    operations one step dispatches.
 
     The models are timed interleaved: after every model's warm-up, each repeat times one step of every model in turn,
     so a drift of the device's speed during the run (a GPU's clocks ramping up from idle, another process) affects
     them alike and their ratios stay fair. The batch lives on the device already (random data), so this is the model's
-    own cost, not the data pipeline's.
+    own cost, not the data pipeline's. After the timing, one more step of each model runs under the profiler
+    (:func:`step_ops`).
 
     Args:
         model_opts (list[dict]): BasicSR options (``model_type``, ``network_g``, ``train``...).
@@ -46,7 +48,7 @@ def training_step_times(model_opts, batch, gt_size, scale, device, warmup=2, rep
         device (str | torch.device): Where to run.
 
     Returns:
-        list[float]: Median seconds per step, one per options dict.
+        list[dict]: One per options dict: ``step_s`` (median seconds per step) and :func:`step_ops`' counts.
     """
     data = {'lq': torch.rand(batch, 3, gt_size // scale, gt_size // scale, device=device),
             'gt': torch.rand(batch, 3, gt_size, gt_size, device=device)}
@@ -74,12 +76,29 @@ def training_step_times(model_opts, batch, gt_size, scale, device, warmup=2, rep
             one_step()
             sync(device)
             times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return [dict(step_s=statistics.median(t), **step_ops(one_step, device)) for t, one_step in zip(times, steps)]
 
 
-def training_step_time(model_opt, batch, gt_size, scale, device, warmup=2, repeats=5):
-    """Median seconds of one training step of one model (see :func:`training_step_times`)."""
-    return training_step_times([model_opt], batch, gt_size, scale, device, warmup, repeats)[0]
+def step_ops(fn, device):
+    """What one call of ``fn`` dispatches, from the PyTorch profiler: the host-side work of a step.
+
+    Returns:
+        dict: ``aten_ops`` (top-level ATen operator calls: those not called from inside another ATen operator) and,
+        on CUDA, ``cuda_kernels`` (kernels launched). Two steps that run the same network and loss but differ in
+        these counts differ in the host overhead that bounds a small model on a fast GPU.
+    """
+    cuda = torch.device(device).type == 'cuda'
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    sync(device)
+    with torch.profiler.profile(activities=activities) as prof:
+        fn()
+        sync(device)
+    events = prof.events()
+    counts = {'aten_ops': sum(1 for e in events if e.name.startswith('aten::') and (
+        e.cpu_parent is None or not e.cpu_parent.name.startswith('aten::')))}
+    if cuda:
+        counts['cuda_kernels'] = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    return counts
 
 
 def inference_variants(net, depth, lr_size, device, warmup=2, repeats=5, compile_=True, onnx_path=None):

@@ -11,7 +11,7 @@ import torch
 
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.benchmark.data_wait import measure_data_wait
-from srdistill.benchmark.measure import inference_variants, matmul_gflops, training_step_times
+from srdistill.benchmark.measure import inference_variants, matmul_gflops, training_steps
 from srdistill.benchmark.precision import precision_check
 from srdistill.evaluation.cost import exit_macs, forward_macs
 from srdistill.export.subnet import build_exit
@@ -105,13 +105,13 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
     for label, amp, channels_last in fast_training_settings(device):
         opt = dict(sd_opt, train=dict(sd_opt['train'], amp=amp, channels_last=channels_last))
         runs.append((f'{sd_name}, {label}', opt, amp, channels_last, True))
-    step_times = training_step_times([run[1] for run in runs], batch, gt_size, scale, device, warmup, repeats)
-    for (name, opt, amp, channels_last, is_sd), seconds in zip(runs, step_times):
+    measured = training_steps([run[1] for run in runs], batch, gt_size, scale, device, warmup, repeats)
+    for (name, opt, amp, channels_last, is_sd), step in zip(runs, measured):
         net = MultiExitSRResNet(num_feat=num_feat, num_block=num_block, upscale=scale,
                                 exits=opt['network_g'].get('exits', []))
         macs = forward_macs(net, (lq, lq), exit='all') * batch
-        report['training'].append(dict(model=name, step_s=seconds, samples_per_s=batch / seconds,
-                                       forward_gmacs=macs / 1e9, amp=amp or 'fp32', channels_last=channels_last))
+        report['training'].append(dict(model=name, samples_per_s=batch / step['step_s'], forward_gmacs=macs / 1e9,
+                                       amp=amp or 'fp32', channels_last=channels_last, **step))
     sd_step = report['training'][0]['step_s']  # fp32 self-distillation
     for row, run in zip(report['training'], runs):
         row['speedup_vs_sd_fp32'] = sd_step / row['step_s'] if run[-1] else None
@@ -151,16 +151,24 @@ def _setting(row):
 
 def _training_lines(report):
     train = report['training']
+    kernels = 'cuda_kernels' in train[0]
     lines = ['## Training throughput', '',
-             '| model | amp | channels_last | step (s) | samples/s | forward GMACs per step | speed-up vs fp32 '
-             'self-distillation |', '|---|---|---|---|---|---|---|']
+             '| model | amp | channels_last | step (s) | samples/s | forward GMACs per step | ATen ops per step | '
+             + ('CUDA kernels per step | ' if kernels else '') + 'speed-up vs fp32 self-distillation |',
+             '|---|---|---|---|---|---|---|' + ('---|' if kernels else '')]
     for row in train:
         lines.append(f"| {row['model']} | {row.get('amp', 'fp32')} | {'yes' if row.get('channels_last') else 'no'} | "
                      f"{row['step_s']:.3f} | {row['samples_per_s']:.1f} | {row['forward_gmacs']:.1f} | "
-                     f"{_fmt_speedup(row.get('speedup_vs_sd_fp32'))} |")
+                     f"{row.get('aten_ops', '')} | " + (f"{row.get('cuda_kernels', '')} | " if kernels else '')
+                     + f"{_fmt_speedup(row.get('speedup_vs_sd_fp32'))} |")
     sd, plain, basic = train[:3]
+    ops = ''
+    if 'aten_ops' in plain:
+        ops = (f", dispatching {plain['aten_ops']} against {basic['aten_ops']} ATen operators per step"
+               + (f" and launching {plain['cuda_kernels']} against {basic['cuda_kernels']} CUDA kernels"
+                  if kernels else ''))
     lines += ['', f"- our plain path vs BasicSR's own: {plain['step_s'] / basic['step_s']:.3f}x the step time "
-              '(1.0 = same speed; below 1 is faster);',
+              f'(1.0 = same speed; below 1 is faster){ops};',
               f"- the exit's extra cost: {sd['step_s'] / plain['step_s']:.3f}x the step time for "
               f"{sd['forward_gmacs'] / plain['forward_gmacs']:.3f}x the multiply-adds;"]
     fast = train[3:]
@@ -255,7 +263,8 @@ def markdown(report):
              f"x{s['scale']}; training batch {s['batch']} of {s['gt_size']}x{s['gt_size']} HR patches (random data "
              f"already on the device: the model's own cost); inference on one {s['lr_size'][1]}x{s['lr_size'][0]} LR "
              f"image. Medians of {s['repeats']} runs after {s['warmup']} warm-up runs, all measured in one run; the "
-             f"training steps interleaved (one step of each model in turn).", '']
+             f"training steps interleaved (one step of each model in turn). Operator and kernel counts: one more "
+             "step of each model under the PyTorch profiler.", '']
     lines += _training_lines(report)
     lines += ['## Inference latency per exit (ms)', '']
     variants = [k for k in report['inference'][0]['ms'] if k != 'compile_s']
