@@ -183,7 +183,7 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
         dataset_enlarge_ratio=train_opt.get('dataset_enlarge_ratio', 1), batch=train_opt['batch_size_per_gpu'],
         gt_size=train_opt.get('gt_size'), num_worker_per_gpu=train_opt['num_worker_per_gpu'],
         prefetch_mode=train_opt.get('prefetch_mode') or 'none', pin_memory=bool(train_opt.get('pin_memory', False)),
-        io_backend=train_opt.get('io_backend', {}).get('type'),
+        io_backend=(train_opt.get('io_backend') or {}).get('type') or 'disk',
         amp=AMP_NAMES.get(getattr(model, 'amp_dtype', None), 'fp32'),
         channels_last=bool(getattr(model, 'channels_last', False)), device=str(device), warmup=warmup, iters=iters,
         **capacity,
@@ -199,19 +199,20 @@ def loader_capacity(dataset, loader, batches=50, warmup=2):
         dataset (Dataset): The training set (random crops and flips, so every call is a new sample).
         loader (DataLoader): Its data loader (BasicSR's ``build_dataloader``), with its workers.
         batches (int): Timed batches of the loader; ``batches`` samples are also timed one by one. Default: 50.
-        warmup (int): Untimed batches (and samples) first: worker start-up, page cache. Default: 2.
+        warmup (int): Untimed batches first (worker start-up). Default: 2.
 
     Returns:
         dict: ``sample_ms`` (mean CPU milliseconds of one ``dataset[i]`` in this process: one core's cost of a
-        sample) and ``loader_samples_per_s`` (samples per second out of ``loader`` with its workers, restarting it
+        sample, timed on samples whose files were read once before, as in every epoch after the first) and ``loader_samples_per_s`` (samples per second out of ``loader`` with its workers, restarting it
         at the end of an epoch).
     """
     n = len(dataset)
-    for i in range(warmup):
-        dataset[i % n]
+    indices = [i % n for i in range(batches)]
+    for i in indices:  # the files' first read (disk, page cache) is not what an epoch after the first costs
+        dataset[i]
     start = time.perf_counter()
-    for i in range(batches):
-        dataset[(warmup + i) % n]
+    for i in indices:
+        dataset[i]
     sample_ms = (time.perf_counter() - start) / batches * 1000
 
     def batches_of(loader):

@@ -155,7 +155,7 @@ def _training_lines(report):
     lines = ['## Training throughput', '',
              '| model | amp | channels_last | step (s) | samples/s | forward GMACs per step | ATen ops per step | '
              + ('CUDA kernels per step | ' if kernels else '') + 'speed-up vs fp32 self-distillation |',
-             '|---|---|---|---|---|---|---|' + ('---|' if kernels else '')]
+             '|---|---|---|---|---|---|---|---|' + ('---|' if kernels else '')]
     for row in train:
         lines.append(f"| {row['model']} | {row.get('amp', 'fp32')} | {'yes' if row.get('channels_last') else 'no'} | "
                      f"{row['step_s']:.3f} | {row['samples_per_s']:.1f} | {row['forward_gmacs']:.1f} | "
@@ -183,7 +183,7 @@ def _training_lines(report):
 
 
 def _data_wait_lines(runs, fastest):
-    """The data-loading section: one row per options file measured; ``fastest`` is the fastest training row."""
+    """The data-loading section: a row per options file measured; ``fastest``: the fastest self-distillation row."""
     d = runs[0]
     net = d['network']
     lines = ['## Data loading in real training iterations', '',
@@ -215,7 +215,7 @@ def _data_wait_lines(runs, fastest):
                 f"time; the line drawn here is {100 * DATA_STARVED_FRACTION:.0f}%)")
         if 'sample_ms' in r and fastest:
             cores = fastest['samples_per_s'] * r['sample_ms'] / 1000
-            line += (f"; feeding the fastest training step of this run ({fastest['model']}, "
+            line += (f"; feeding the fastest self-distillation step of this run ({fastest['model']}, "
                      f"{fastest['samples_per_s']:.0f} samples/s) takes {cores:.2f} CPU cores of loading at "
                      f"{r['sample_ms']:.2f} ms per sample")
         lines.append(line + '.')
@@ -286,7 +286,8 @@ def markdown(report):
     if report.get('data_wait'):
         runs = report['data_wait']
         runs = [runs] if isinstance(runs, dict) else runs  # reports written before several files were measured
-        lines += _data_wait_lines(runs, max(report['training'], key=lambda row: row['samples_per_s']))
+        sd_rows = [row for row in report['training'] if row.get('speedup_vs_sd_fp32') is not None]
+        lines += _data_wait_lines(runs, max(sd_rows, key=lambda row: row['samples_per_s']) if sd_rows else None)
     if report.get('precision'):
         lines += _precision_lines(report['precision'])
     return '\n'.join(lines)
