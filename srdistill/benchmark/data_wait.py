@@ -203,7 +203,8 @@ def loader_capacity(dataset, loader, batches=50, warmup=2):
 
     Returns:
         dict: ``sample_ms`` (mean CPU milliseconds of one ``dataset[i]`` in this process: one core's cost of a
-        sample, timed on samples whose files were read once before, as in every epoch after the first) and ``loader_samples_per_s`` (samples per second out of ``loader`` with its workers, restarting it
+        sample, timed on samples whose files were read once before, as in every epoch after the first) and
+        ``loader_samples_per_s`` (samples per second out of ``loader`` with its workers, restarting it
         at the end of an epoch).
     """
     n = len(dataset)

@@ -37,7 +37,8 @@ def official_members(split):
 
 
 def prepare_div2k(root, splits=('train', ), scales=(2, 3, 4), crop_size=480, step=240, base_url=DIV2K_URL,
-                  archive_dir=None, lmdb=False, npy=False, workers=None, overwrite=False, members=None, checksums=CHECKSUMS,
+                  archive_dir=None, lmdb=False, npy=False, workers=None, overwrite=False, members=None,
+                  checksums=CHECKSUMS,
                   show_progress=True):
     """Download (if needed), unpack and prepare DIV2K under ``<root>``.
 

@@ -124,9 +124,10 @@ def run(args):
         _print_option_lines(pack_lmdb(gt), [(s, pack_lmdb(lq)) for s, lq in lqs], 'PairedImageDataset')
     if is_folder and args.npy:
         print('packed into .npy arrays (faster loading):')
-        gt_npy = pack_npy(gt, overwrite=args.overwrite, workers=args.workers)
-        _print_option_lines(gt_npy, [(s, pack_npy(lq, overwrite=args.overwrite, workers=args.workers)) for s, lq in lqs],
-                            'PairedNpyDataset')
+        def pack(folder):
+            return pack_npy(folder, overwrite=args.overwrite, workers=args.workers)
+
+        _print_option_lines(pack(gt), [(s, pack(lq)) for s, lq in lqs], 'PairedNpyDataset')
 
 
 def main(argv=None):
