@@ -41,12 +41,14 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
                            num_worker=0,
                            data_channels_last=True, ckpt=ckpt, val_dir=val_dir)
 
-    # training: the three models, then the self-distillation model's fast setting (CPU: channels_last only)
+    # training: the three models, then the self-distillation model's fast settings (CPU: no AMP)
     assert [r['model'] for r in report['training']] == [
         'self-distillation (exit 1)', 'same trunk, no exit', 'BasicSR SRModel + MSRResNet',
-        'self-distillation (exit 1), channels_last']
+        'self-distillation (exit 1), channels_last', 'self-distillation (exit 1), channels_last + fused Adam']
     assert all(r['step_s'] > 0 and r['samples_per_s'] > 0 for r in report['training'])
-    sd, plain, basic, sd_cl = report['training']
+    sd, plain, basic, sd_cl, sd_fused = report['training']
+    assert sd_fused['fused_adam'] and not sd_cl['fused_adam'] and sd_fused['channels_last']
+    assert sd_fused['aten_ops'] < sd_cl['aten_ops'] - 20  # one fused kernel instead of several ops per parameter
     assert sd['forward_gmacs'] > plain['forward_gmacs'] == basic['forward_gmacs']
     # the same network and loss: our plain step dispatches as many operators as BasicSR's, give or take the loss
     # weight and the logged total; the exit adds its tail's forward and backward and a second loss
@@ -87,6 +89,7 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     assert f"dispatching {plain['aten_ops']} against {basic['aten_ops']} ATen operators per step" in text
     assert "our plain path vs BasicSR's own" in text and 'fewer multiply-adds' in text and 'GFLOP/s' in text
     assert '| self-distillation (exit 1), channels_last | fp32 | yes |' in text
+    assert 'channels_last + fused Adam ' in text
     assert 'applies on CUDA only' in text
     assert '## Data loading in real training iterations' in text and f'`{opt_path}`' in text
     assert f'| `{opt_path}` | PairedImageDataset `train` (4 pairs, disk) | 0 | none | ' in text

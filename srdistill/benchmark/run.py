@@ -41,14 +41,17 @@ def _model_opts(num_feat, num_block, exit_depth, scale):
 
 
 def fast_training_settings(device):
-    """``(label, train.amp, train.channels_last)`` of the self-distillation model's fast settings to measure.
+    """``(label, train.amp, train.channels_last, fused Adam)`` of the self-distillation model's fast settings.
 
-    channels_last everywhere; bf16 / fp16 autocast (``train.amp``) and bf16 + channels_last on CUDA only, since the
-    model trains in fp32 elsewhere.
+    channels_last, and channels_last with PyTorch's fused Adam (``train.optim_g.fused: true``: one kernel for all
+    parameters instead of several per parameter, which matters where the host's dispatch bounds the step), everywhere;
+    bf16 / fp16 autocast (``train.amp``) and bf16 + channels_last on CUDA only, since the model trains in fp32
+    elsewhere.
     """
-    settings = [('channels_last', None, True)]
+    settings = [('channels_last', None, True, False), ('channels_last + fused Adam', None, True, True)]
     if torch.device(device).type == 'cuda':
-        settings += [('bf16', 'bf16', False), ('fp16', 'fp16', False), ('bf16 + channels_last', 'bf16', True)]
+        settings += [('bf16', 'bf16', False, False), ('fp16', 'fp16', False, False),
+                     ('bf16 + channels_last', 'bf16', True, False)]
     return settings
 
 
@@ -102,8 +105,9 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
     model_opts = _model_opts(num_feat, num_block, exit_depth, scale)
     sd_name, sd_opt = next(iter(model_opts.items()))
     runs = [(name, opt, None, False, name == sd_name) for name, opt in model_opts.items()]
-    for label, amp, channels_last in fast_training_settings(device):
-        opt = dict(sd_opt, train=dict(sd_opt['train'], amp=amp, channels_last=channels_last))
+    for label, amp, channels_last, fused in fast_training_settings(device):
+        optim = dict(sd_opt['train']['optim_g'], **({'fused': True} if fused else {}))
+        opt = dict(sd_opt, train=dict(sd_opt['train'], amp=amp, channels_last=channels_last, optim_g=optim))
         runs.append((f'{sd_name}, {label}', opt, amp, channels_last, True))
     measured = training_steps([run[1] for run in runs], batch, gt_size, scale, device, warmup, repeats)
     for (name, opt, amp, channels_last, is_sd), step in zip(runs, measured):
@@ -111,7 +115,8 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
                                 exits=opt['network_g'].get('exits', []))
         macs = forward_macs(net, (lq, lq), exit='all') * batch
         report['training'].append(dict(model=name, samples_per_s=batch / step['step_s'], forward_gmacs=macs / 1e9,
-                                       amp=amp or 'fp32', channels_last=channels_last, **step))
+                                       amp=amp or 'fp32', channels_last=channels_last,
+                                       fused_adam=bool(opt['train']['optim_g'].get('fused')), **step))
     sd_step = report['training'][0]['step_s']  # fp32 self-distillation
     for row, run in zip(report['training'], runs):
         row['speedup_vs_sd_fp32'] = sd_step / row['step_s'] if run[-1] else None
@@ -146,7 +151,8 @@ def _fmt_speedup(value):
 def _setting(row):
     """A training row's fast setting in words, e.g. ``bf16 + channels_last``."""
     amp = [] if row.get('amp', 'fp32') == 'fp32' else [row['amp']]
-    return ' + '.join(amp + (['channels_last'] if row.get('channels_last') else [])) or 'fp32'
+    return ' + '.join(amp + (['channels_last'] if row.get('channels_last') else [])
+                      + (['fused Adam'] if row.get('fused_adam') else [])) or 'fp32'
 
 
 def _training_lines(report):
@@ -174,7 +180,8 @@ def _training_lines(report):
     fast = train[3:]
     if fast:
         best = max(fast, key=lambda row: row['speedup_vs_sd_fp32'])
-        lines.append('- fast settings of the self-distillation step (options `train.amp`, `train.channels_last`): '
+        lines.append('- fast settings of the self-distillation step (options `train.amp`, `train.channels_last`, '
+                     '`train.optim_g.fused`): '
                      + ', '.join(f"{_setting(row)} {row['speedup_vs_sd_fp32']:.2f}x" for row in fast)
                      + f" the fp32 speed (above 1 is faster); the fastest is {_setting(best)}.")
     if not any(row.get('amp', 'fp32') != 'fp32' for row in train):
