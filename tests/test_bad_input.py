@@ -194,6 +194,16 @@ def test_bad_training_switches(tiny_opt, tmp_path, monkeypatch, capsys, key, val
     assert expected in _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
 
 
+@pytest.mark.parametrize('optim, expected', [
+    ({'fused': 'yes'}, "option `train.optim_g.fused` must be true or false, got 'yes'"),
+    ({'foreach': 1}, 'option `train.optim_g.foreach` must be true or false, got 1'),
+    ({'fused': True, 'foreach': True}, 'options `train.optim_g.fused` and `train.optim_g.foreach` cannot both be true'),
+])
+def test_bad_optimiser_implementation(tiny_opt, tmp_path, monkeypatch, capsys, optim, expected):
+    tiny_opt['train']['optim_g'].update(optim)
+    assert expected in _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+
+
 def test_external_teacher_needs_network_t(tiny_opt, tmp_path, monkeypatch, capsys):
     tiny_opt['train']['pixel_opt']['teacher'] = 'external'
     err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))

@@ -198,7 +198,7 @@ def loader_capacity(dataset, loader, batches=50, warmup=2):
     Args:
         dataset (Dataset): The training set (random crops and flips, so every call is a new sample).
         loader (DataLoader): Its data loader (BasicSR's ``build_dataloader``), with its workers.
-        batches (int): Timed batches of the loader; ``batches`` samples are also timed one by one. Default: 50.
+        batches (int): Timed batches of the loader; as many samples are also timed one by one. Default: 50.
         warmup (int): Untimed batches first (worker start-up). Default: 2.
 
     Returns:
@@ -208,13 +208,13 @@ def loader_capacity(dataset, loader, batches=50, warmup=2):
         at the end of an epoch).
     """
     n = len(dataset)
-    indices = [i % n for i in range(batches)]
+    indices = [i % n for i in range(batches * (loader.batch_size or 1))]
     for i in indices:  # the files' first read (disk, page cache) is not what an epoch after the first costs
         dataset[i]
     start = time.perf_counter()
     for i in indices:
         dataset[i]
-    sample_ms = (time.perf_counter() - start) / batches * 1000
+    sample_ms = (time.perf_counter() - start) / len(indices) * 1000
 
     def batches_of(loader):
         while True:

@@ -198,6 +198,13 @@ def _check_training_switches(opt, opt_path):
     channels_last = train_opt.get('channels_last', False)
     if not isinstance(channels_last, bool):
         raise UserError(f'{opt_path}: option `train.channels_last` must be true or false, got {channels_last!r}.')
+    optim = train_opt.get('optim_g') or {}
+    for key in ('fused', 'foreach'):
+        if optim.get(key) is not None and not isinstance(optim[key], bool):
+            raise UserError(f'{opt_path}: option `train.optim_g.{key}` must be true or false, got {optim[key]!r}.')
+    if optim.get('fused') and optim.get('foreach'):
+        raise UserError(f'{opt_path}: options `train.optim_g.fused` and `train.optim_g.foreach` cannot both be true '
+                        '(two implementations of the optimiser step); keep one.')
 
 
 def _check_datasets(opt, opt_path, scale):
