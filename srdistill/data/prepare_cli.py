@@ -6,7 +6,7 @@
     python tools/prepare_data.py folder --hr my_photos/ --name MySet [--npy]      a training set from any photos
 
 --npy also packs the training folders into uncompressed .npy arrays (<folder>_npy) for type PairedNpyDataset, which
-crops a training sample without decoding an image: about 14x less CPU per sample (docs/speed.md).
+crops a training sample without decoding an image: about 11x less CPU per sample (docs/speed.md).
 
 Outputs go to <repo>/datasets by default (--root); existing files are kept unless --overwrite. See datasets/README.md.
 """
@@ -124,10 +124,8 @@ def run(args):
         _print_option_lines(pack_lmdb(gt), [(s, pack_lmdb(lq)) for s, lq in lqs], 'PairedImageDataset')
     if is_folder and args.npy:
         print('packed into .npy arrays (faster loading):')
-        def pack(folder):
-            return pack_npy(folder, overwrite=args.overwrite, workers=args.workers)
-
-        _print_option_lines(pack(gt), [(s, pack(lq)) for s, lq in lqs], 'PairedNpyDataset')
+        packed = {f: pack_npy(f, overwrite=args.overwrite, workers=args.workers) for f in [gt] + [lq for _, lq in lqs]}
+        _print_option_lines(packed[gt], [(s, packed[lq]) for s, lq in lqs], 'PairedNpyDataset')
 
 
 def main(argv=None):

@@ -32,7 +32,7 @@ class SelfDistillSRModel(SRModel):
       about 1.3x on the CPU, PSNR unchanged; see docs/speed.md);
     - ``setup_optimizers``: Adam and AdamW use torch's fused implementation unless ``train.optim_g`` sets ``fused``
       or ``foreach`` (one kernel for all parameters instead of several operators per parameter: 561 instead of 1873
-      ATen operators per step of SRResNet-32, 1.14x faster where dispatch bounds the step; the same weights up to
+      ATen operators per step of SRResNet-32, 1.15x faster where dispatch bounds the step; the same weights up to
       rounding; see docs/speed.md);
     - ``optimize_parameters``: one pass of the trunk gives every exit's output (and its features when a feature term
       is configured); the loss terms are logged per exit (``l_pix_e8``, ``l_distill_e8``, ``l_hint_e8``, ...,
