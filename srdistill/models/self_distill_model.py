@@ -15,7 +15,6 @@ from srdistill.losses.feature_distill import FeatureDistillLoss
 from srdistill.losses.self_distill_loss import SelfDistillationLoss
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
-FUSED_OPTIMIZERS = ('Adam', 'AdamW')  # torch's fused (single-kernel) implementation is the default for these
 
 
 @MODEL_REGISTRY.register()
@@ -30,10 +29,6 @@ class SelfDistillSRModel(SRModel):
       ``network_t`` when configured, mixed precision (``train.amp``: ``bf16`` / ``fp16`` / ``~`` = fp32, the default;
       CUDA only) and the memory format (``train.channels_last``, default true: 1.51x faster training steps on an H100,
       about 1.3x on the CPU, PSNR unchanged; see docs/speed.md);
-    - ``setup_optimizers``: Adam and AdamW use torch's fused implementation unless ``train.optim_g`` sets ``fused``
-      or ``foreach`` (one kernel for all parameters instead of several operators per parameter: 561 instead of 1873
-      ATen operators per step of SRResNet-32, 1.15x faster where dispatch bounds the step; the same weights up to
-      rounding; see docs/speed.md);
     - ``optimize_parameters``: one pass of the trunk gives every exit's output (and its features when a feature term
       is configured); the loss terms are logged per exit (``l_pix_e8``, ``l_distill_e8``, ``l_hint_e8``, ...,
       ``l_pix_e32`` and ``l_total``); losses are computed in fp32; a perceptual loss, if configured, applies to the
@@ -67,13 +62,6 @@ class SelfDistillSRModel(SRModel):
         if self.cri_pix.needs_external and self.net_t is None:
             raise ValueError('train.pixel_opt.teacher: external needs network_t (and path.pretrain_network_t).')
         self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-
-    def setup_optimizers(self):
-        optim_opt = self.opt['train']['optim_g']
-        if (optim_opt.get('type') in FUSED_OPTIMIZERS and 'fused' not in optim_opt and 'foreach' not in optim_opt
-                and self.device.type in ('cpu', 'cuda')):
-            optim_opt['fused'] = True
-        super().setup_optimizers()
 
     def _build_teacher(self):
         """The frozen external teacher ``network_t`` (any registered arch), loaded from ``path.pretrain_network_t``."""
