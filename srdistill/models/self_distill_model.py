@@ -40,12 +40,18 @@ class SelfDistillSRModel(SRModel):
     Inherited unchanged: network building and loading, EMA, optimisers, schedulers, saving, resuming.
     """
 
+    def model_to_device(self, net):
+        """BasicSR's, after putting a training network in channels_last (``train.channels_last``): before DDP wraps it,
+        which fixes its gradient buckets' strides from the parameters' (changed afterwards, every gradient would be
+        copied between layouts)."""
+        if self.is_train and (self.opt.get('train') or {}).get('channels_last', True):
+            net = net.to(memory_format=torch.channels_last)
+        return super().model_to_device(net)
+
     def init_training_settings(self):
         train_opt = self.opt['train']
         self.amp_dtype = _amp_dtype(train_opt.get('amp'), self.device)
-        self.channels_last = bool(train_opt.get('channels_last', True))
-        if self.channels_last:
-            self.net_g.to(memory_format=torch.channels_last)  # before the optimiser and EMA copies are made
+        self.channels_last = bool(train_opt.get('channels_last', True))  # net_g is already (see model_to_device)
         super().init_training_settings()
         if not isinstance(self.cri_pix, SelfDistillationLoss):
             raise ValueError('train.pixel_opt.type must be SelfDistillationLoss for SelfDistillSRModel '
