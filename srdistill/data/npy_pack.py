@@ -7,14 +7,14 @@ workers. The price is disk space: raw pixels, 3 bytes per pixel (291: 70 MB of P
 """
 import os
 from functools import partial
-from multiprocessing import Pool
 from os import path as osp
 
-import cv2
 import numpy as np
+from basicsr.utils import imfrombytes
 from tqdm import tqdm
 
 from srdistill.data.checks import check_complete, list_images
+from srdistill.data.prepare import worker_pool
 from srdistill.utils.errors import UserError
 
 NPY_SUFFIX = '_npy'
@@ -26,13 +26,15 @@ def npy_folder(folder):
 
 
 def read_color(path):
-    """An image as BasicSR's ``imfrombytes(flag='color')`` decodes it: uint8 BGR, (H, W, 3).
+    """An image decoded by BasicSR's ``imfrombytes(flag='color')``, as ``PairedImageDataset`` reads it: uint8 BGR,
+    (H, W, 3).
 
     Raises:
         UserError: Empty, truncated or undecodable file.
     """
     check_complete(path)
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    with open(path, 'rb') as f:
+        img = imfrombytes(f.read(), flag='color')
     if img is None:
         raise UserError(f'{path} cannot be decoded as an image. Remove it or re-create it.')
     return img
@@ -86,13 +88,8 @@ def pack_npy(folder, out=None, overwrite=False, workers=None, show_progress=True
     job = partial(_pack_one, folder=folder, out=out, overwrite=overwrite)
     workers = min(workers or os.cpu_count() or 1, len(names))
     bar = tqdm(total=len(names), unit='image', desc=f'Packing {osp.basename(out)}', disable=not show_progress)
-    if workers > 1:
-        with Pool(workers) as pool:
-            for _ in pool.imap_unordered(job, names, chunksize=8):
-                bar.update(1)
-    else:
-        for name in names:
-            job(name)
+    with worker_pool(workers) as pool:
+        for _ in pool.imap(job, names):
             bar.update(1)
     bar.close()
     return out

@@ -218,7 +218,7 @@ def prepare_paired_folder(inputs, out_root, scales=(4, ), mod_crop_hr=True, crop
     written, skipped, notes = 0, [], []
     bar = tqdm(total=len(files), unit='image', desc=f'Preparing {osp.basename(osp.normpath(out_root))}',
                disable=not show_progress)
-    with Pool(workers) if workers > 1 else _InProcess() as pool:
+    with worker_pool(workers) as pool:
         for n, reason, file_notes in pool.imap(job, files):
             written += n
             notes += file_notes
@@ -227,6 +227,11 @@ def prepare_paired_folder(inputs, out_root, scales=(4, ), mod_crop_hr=True, crop
             bar.update(1)
     bar.close()
     return dict(images=len(files) - len(skipped), written=written, skipped=skipped, notes=notes)
+
+
+def worker_pool(workers):
+    """A ``multiprocessing.Pool`` of ``workers`` processes, or for one worker a stand-in that runs in this process."""
+    return Pool(workers) if workers > 1 else _InProcess()
 
 
 class _InProcess:
