@@ -10,7 +10,8 @@ from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.benchmark.cli import main
 from srdistill.benchmark.data_wait import measure_data_wait
 from srdistill.benchmark.precision import TOLERANCE_DB
-from srdistill.benchmark.run import markdown, run_benchmark, write_report
+from srdistill.benchmark.measure import matmul_gflops
+from srdistill.benchmark.run import _hardware_lines, markdown, run_benchmark, write_report
 from srdistill.data.npy_pack import pack_npy
 from srdistill.data.prepare import prepare_paired_folder
 from srdistill.utils.errors import UserError
@@ -33,7 +34,7 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     opt_path = write_opt(tmp_path / 'tiny.yml', tiny_opt)
     train = tiny_opt['datasets']['train']  # the same set packed into .npy arrays: a second row of the data section
     train.update(type='PairedNpyDataset', dataroot_gt=pack_npy(train['dataroot_gt'], show_progress=False),
-                 dataroot_lq=pack_npy(train['dataroot_lq'], show_progress=False))
+                 dataroot_lq=pack_npy(train['dataroot_lq'], show_progress=False), prefetch_mode='cuda', pin_memory=True)
     npy_path = write_opt(tmp_path / 'tiny_npy.yml', tiny_opt)
     ckpt, val_dir = tiny_ckpt_and_set
     report = run_benchmark(num_feat=4, num_block=3, exit_depth=1, batch=2, gt_size=16, lr_size=(8, 8), device='cpu',
@@ -65,11 +66,18 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     data, data_npy = report['data_wait']
     assert (data['dataset_type'], data_npy['dataset_type']) == ('PairedImageDataset', 'PairedNpyDataset')
     assert data_npy['samples'] == 4 and data_npy['sample_ms'] > 0 and data_npy['options'] == npy_path
+    # its prefetch_mode: cuda + pin_memory fall back on the CPU, as in training
+    assert (data_npy['prefetch_mode'], data_npy['pin_memory']) == ('cpu', False)
     assert (data['batch'], data['num_worker_per_gpu'], data['prefetch_mode']) == (2, 0, 'none')
     assert data['channels_last'] is True and data['amp'] == 'fp32' and data['samples'] == 4
     assert data['data_wait_s'] > 0 and data['step_s'] > 0 and data['max_data_wait_s'] >= data['data_wait_s']
     assert 0 < data['data_fraction'] < 1
-    assert data['epoch_restarts'] == 2  # 4 pairs at batch 2: 2 iterations an epoch, 5 iterations run
+    # 4 pairs at batch 2: 2 iterations an epoch; 5 synchronised iterations, 1 batch kept on the device, then 5 rounds
+    # of 4 free-running ones with the data (those without it load nothing): 26 batches, 12 restarts
+    assert data['epoch_restarts'] == 12
+    # the free-running loop with and without the data, and the share of its time the data costs
+    assert data['free_samples_per_s'] > 0 and data['model_samples_per_s'] > 0
+    assert data['data_cost'] == pytest.approx(1 - data['free_samples_per_s'] / data['model_samples_per_s'])
     # the loader's own capacity, without the model
     assert data['sample_ms'] > 0 and data['loader_samples_per_s'] > 0
 
@@ -92,8 +100,10 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     assert 'channels_last + fused Adam ' in text
     assert 'applies on CUDA only' in text
     assert '## Data loading in real training iterations' in text and f'`{opt_path}`' in text
-    assert f'| `{opt_path}` | PairedImageDataset `train` (4 pairs, disk) | 0 | none | ' in text
-    assert f'| `{npy_path}` | PairedNpyDataset `train` (4 pairs, disk) | 0 | none | ' in text
+    assert f'| `{opt_path}` | PairedImageDataset `train` (4 pairs, disk) | 0 | none | no | ' in text
+    assert f'| `{npy_path}` | PairedNpyDataset `train` (4 pairs, disk) | 0 | cpu | no | ' in text
+    assert f"| {data['free_samples_per_s']:.1f} | {data['model_samples_per_s']:.1f} | {100 * data['data_cost']:.1f}% |" \
+        in text
     assert f"{100 * data['data_fraction']:.1f}%" in text and 'CPU cores of loading at' in text
     assert '## Precision of the fast settings on trained weights' in text and 'channels_last 0.01 dB' in text
     assert '| e3 | channels_last |' in text and 'every fast setting is within its tolerance' in text
@@ -114,6 +124,20 @@ def test_markdown_without_the_optional_sections():
                   inference=[dict(inf, output='e1'), dict(inf, output='e3')], matmul_gflops=10.0)
     text = markdown(report)
     assert '## Training throughput' in text and 'Data loading' not in text and 'Precision' not in text
+
+
+def test_hardware_reference_in_the_convolutions_precision():
+    """On CUDA the convolutions run in TF32, so the report also compares them with a TF32 matmul; the fp32 matmul's
+    size is the one measured, and measuring leaves the global TF32 setting as it was."""
+    achieved = 40.0
+    text = '\n'.join(_hardware_lines(dict(matmul_gflops=50.0, matmul_n=8192, matmul_tf32_gflops=200.0), achieved))
+    assert 'A 8192x8192 fp32 matmul reaches 50.0 GFLOP/s' in text and '80% of it' in text
+    assert 'TF32: 200.0 GFLOP/s, of which the network reaches 20%' in text
+    assert 'TF32' not in '\n'.join(_hardware_lines(dict(matmul_gflops=50.0), achieved))  # CPU / older report
+    before = torch.backends.cuda.matmul.allow_tf32
+    gflops, n = matmul_gflops('cpu', n=64, repeats=1, tf32=not before)
+    assert gflops > 0 and n == 64 and torch.backends.cuda.matmul.allow_tf32 == before
+    assert matmul_gflops('cpu', repeats=1)[1] == 2048
 
 
 def test_cli_errors(tmp_path, tiny_ckpt_and_set, capsys):

@@ -10,7 +10,10 @@ iteration is then timed in two parts, with the device synchronised at both ends 
 - the step: ``update_learning_rate`` and ``optimize_parameters``.
 
 With synchronisation the device is idle during the whole wait, so the data wait measured here is an upper bound of
-the time a real (asynchronous) run leaves the device without work.
+the time a real (asynchronous) run leaves the device without work. The loop then also runs free, as a real run does
+(no synchronisation but at the end, so the host prepares the next batch while the device works), in turn with the
+same loop training on one batch already on the device. The throughput lost between the two is what the data costs a
+real run: the verdict.
 
 Before those iterations the loader's own capacity is measured, without the model: the CPU time of one sample in the
 main process (``dataset[i]``: read, decode, crop, augment, to tensor) and the samples per second the data loader
@@ -32,10 +35,12 @@ from basicsr.utils import set_random_seed
 from basicsr.utils.options import ordered_yaml
 
 from srdistill.benchmark.measure import sync
+from srdistill.compat import cpu_prefetch_fallback
 from srdistill.utils.errors import UserError
 from srdistill.utils.options import check_train_options
 
 AMP_NAMES = {torch.bfloat16: 'bf16', torch.float16: 'fp16'}
+FREE_ROUNDS = 5  # free-running rounds with and without the data, in turn; their medians are reported
 
 
 def _resolve(path, root):
@@ -98,6 +103,7 @@ def load_train_options(opt_path, device, root=None, num_worker=None, amp=None, c
         train['amp'] = None if amp == 'fp32' else amp
     if channels_last is not None:
         train['channels_last'] = bool(channels_last)
+    cpu_prefetch_fallback(opt)  # prefetch_mode: cuda / pin_memory on a CPU run, as training does
     return opt
 
 
@@ -116,13 +122,7 @@ def _prefetcher(loader, opt, device):
     mode = train_opt.get('prefetch_mode')
     if mode is None or mode == 'cpu':
         return CPUPrefetcher(loader)
-    if mode == 'cuda':
-        if device.type != 'cuda':
-            raise UserError(f'datasets.train.prefetch_mode: cuda needs a CUDA device (the benchmark runs on {device}).')
-        if train_opt.get('pin_memory') is not True:
-            raise UserError('datasets.train.prefetch_mode: cuda needs datasets.train.pin_memory: true (as BasicSR).')
-        return CUDAPrefetcher(loader, opt)
-    raise UserError(f"datasets.train.prefetch_mode must be ~, 'cpu' or 'cuda', got {mode!r}.")
+    return CUDAPrefetcher(loader, opt)  # 'cuda' (check_train_options refused anything else; CPU runs fell back)
 
 
 def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_worker=None, amp=None,
@@ -143,7 +143,10 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
         dict: The settings actually used (``batch``, ``num_worker_per_gpu``, ``prefetch_mode``, the effective ``amp``
         and ``channels_last`` of the built model...) and ``data_wait_s`` (mean per iteration), ``max_data_wait_s``,
         ``step_s`` (mean), ``data_fraction`` (data wait / wall time of the timed iterations), ``samples_per_s``
-        and ``epoch_restarts`` (loader restarts at epoch ends within the run, warm-up included); and the loader's
+        ``free_samples_per_s`` (the loop running free, as a real run), ``model_samples_per_s`` (the same free loop on
+        one batch already on the device, no loading), ``data_cost`` (the fraction of the free loop's time lost to the
+        data: 1 - its time without data / its time with data) and ``epoch_restarts`` (loader restarts at epoch ends
+        within the run, warm-up included); and the loader's
         capacity without the model (:func:`loader_capacity`): ``sample_ms``, ``loader_samples_per_s``.
 
     Raises:
@@ -170,8 +173,16 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
     model = build_model(opt)
     benchmark_mode = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True  # as BasicSR's train_pipeline sets it
+    batches = _Batches(prefetcher, sampler, opt)
     try:
-        waits, steps, restarts = _timed_iterations(model, prefetcher, sampler, opt, device, iters, warmup)
+        waits, steps = _timed_iterations(model, batches, opt, device, iters, warmup)
+        # the same loop running free, with the data and without it (one batch already on the device), in turn
+        on_device = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batches.next().items()}
+        free, alone, first = [], [], warmup + iters + 1
+        for _ in range(FREE_ROUNDS):
+            free.append(_free_running(model, batches, opt, device, iters, first))
+            alone.append(_free_running(model, batches, opt, device, iters, first + iters, on_device))
+            first += 2 * iters
     finally:
         torch.backends.cudnn.benchmark = benchmark_mode
     del prefetcher, loader  # stops the loader's workers
@@ -189,7 +200,9 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
         **capacity,
         data_wait_s=statistics.fmean(waits), max_data_wait_s=max(waits), step_s=statistics.fmean(steps),
         data_fraction=sum(waits) / wall, samples_per_s=iters * train_opt['batch_size_per_gpu'] / wall,
-        epoch_restarts=restarts)
+        free_samples_per_s=iters * train_opt['batch_size_per_gpu'] / statistics.median(free),
+        model_samples_per_s=iters * train_opt['batch_size_per_gpu'] / statistics.median(alone),
+        data_cost=1 - statistics.median(alone) / statistics.median(free), epoch_restarts=batches.restarts)
 
 
 def loader_capacity(dataset, loader, batches=50, warmup=2):
@@ -236,30 +249,61 @@ def loader_capacity(dataset, loader, batches=50, warmup=2):
     return dict(sample_ms=sample_ms, loader_samples_per_s=samples / seconds)
 
 
-def _timed_iterations(model, prefetcher, sampler, opt, device, iters, warmup):
-    """BasicSR's training loop, timed: (data waits, steps) of the iterations after ``warmup``, loader restarts."""
-    waits, steps, epoch, restarts = [], [], 0, 0
-    sampler.set_epoch(epoch)
-    prefetcher.reset()
+class _Batches:
+    """``prefetcher.next()`` as BasicSR's training loop calls it: at the end of an epoch the sampler moves to the next
+    epoch and the loader restarts. ``restarts`` counts those restarts."""
+
+    def __init__(self, prefetcher, sampler, opt):
+        self.prefetcher, self.sampler, self.opt = prefetcher, sampler, opt
+        self.epoch = self.restarts = 0
+        sampler.set_epoch(0)
+        prefetcher.reset()
+
+    def next(self):
+        batch = self.prefetcher.next()
+        if batch is None:
+            self.epoch, self.restarts = self.epoch + 1, self.restarts + 1
+            self.sampler.set_epoch(self.epoch)
+            self.prefetcher.reset()
+            batch = self.prefetcher.next()
+            if batch is None:
+                raise UserError(f'datasets.train yields no batch ({len(self.sampler)} samples an epoch, batch '
+                                f'{self.opt["datasets"]["train"]["batch_size_per_gpu"]}, the last partial one '
+                                'dropped).')
+        return batch
+
+
+def _step(model, opt, current_iter):
+    model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
+    model.optimize_parameters(current_iter)
+
+
+def _timed_iterations(model, batches, opt, device, iters, warmup):
+    """BasicSR's training loop, synchronised around each part: (data waits, steps) of the iterations after
+    ``warmup``."""
+    waits, steps = [], []
     for current_iter in range(1, warmup + iters + 1):
         sync(device)
         start = time.perf_counter()
-        batch = prefetcher.next()
-        if batch is None:  # end of an epoch: BasicSR's loop restarts the loader the same way
-            epoch, restarts = epoch + 1, restarts + 1
-            sampler.set_epoch(epoch)
-            prefetcher.reset()
-            batch = prefetcher.next()
-            if batch is None:
-                raise UserError(f'datasets.train yields no batch ({len(sampler)} samples an epoch, batch '
-                                f'{opt["datasets"]["train"]["batch_size_per_gpu"]}, the last partial one dropped).')
-        model.feed_data(batch)
+        model.feed_data(batches.next())
         sync(device)
         fed = time.perf_counter()
-        model.update_learning_rate(current_iter, warmup_iter=opt['train'].get('warmup_iter', -1))
-        model.optimize_parameters(current_iter)
+        _step(model, opt, current_iter)
         sync(device)
         if current_iter > warmup:
             waits.append(fed - start)
             steps.append(time.perf_counter() - fed)
-    return waits, steps, restarts
+    return waits, steps
+
+
+def _free_running(model, batches, opt, device, iters, first_iter, batch=None):
+    """Seconds of ``iters`` iterations of BasicSR's loop as a real run goes: no synchronisation but at the end, so the
+    host prepares the next batch while the device still works. With ``batch`` (already on the device) every iteration
+    trains on it instead: the same loop with no data loading at all."""
+    sync(device)
+    start = time.perf_counter()
+    for current_iter in range(first_iter, first_iter + iters):
+        model.feed_data(batches.next() if batch is None else batch)
+        _step(model, opt, current_iter)
+    sync(device)
+    return time.perf_counter() - start

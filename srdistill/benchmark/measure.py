@@ -34,8 +34,8 @@ def training_steps(model_opts, batch, gt_size, scale, device, warmup=2, repeats=
     """Median seconds of one ``optimize_parameters`` step of each BasicSR model built from ``model_opts``, and the
     operations one step dispatches.
 
-    The models are timed interleaved: after every model's warm-up, each repeat times one step of every model in turn,
-    so a drift of the device's speed during the run (a GPU's clocks ramping up from idle, another process) affects
+    The models are timed interleaved: after every model's warm-up, each repeat times one step of every model in turn
+    (every other repeat in reverse order, so that no model always follows the same one), so a drift of the device's speed during the run (a GPU's clocks ramping up from idle, another process) affects
     them alike and their ratios stay fair. The batch lives on the device already (random data), so this is the model's
     own cost, not the data pipeline's. After the timing, one more step of each model runs under the profiler
     (:func:`step_ops`).
@@ -70,10 +70,13 @@ def training_steps(model_opts, batch, gt_size, scale, device, warmup=2, repeats=
         steps.append(one_step)
     sync(device)
     times = [[] for _ in steps]
-    for _ in range(repeats):
-        for i, one_step in enumerate(steps):
+    for repeat in range(repeats):
+        # every other repeat in reverse order: a step timed right after another model's runs slower or faster than
+        # the one before it (caches, allocator), and a fixed order made the first row 1-2% slower than the next
+        order = range(len(steps)) if repeat % 2 == 0 else reversed(range(len(steps)))
+        for i in order:
             start = time.perf_counter()
-            one_step()
+            steps[i]()
             sync(device)
             times[i].append(time.perf_counter() - start)
     return [dict(step_s=statistics.median(t), **step_ops(one_step, device)) for t, one_step in zip(times, steps)]
@@ -141,8 +144,20 @@ def inference_variants(net, depth, lr_size, device, warmup=2, repeats=5, compile
     return results
 
 
-def matmul_gflops(device, n=2048, repeats=5):
-    """Achieved GFLOP/s of an ``n`` x ``n`` fp32 matmul: the device's practical peak for dense work."""
+def matmul_gflops(device, n=None, repeats=5, tf32=False):
+    """Achieved GFLOP/s of an ``n`` x ``n`` fp32 matmul: the device's practical peak for dense work.
+
+    ``n`` defaults to 2048 on a CPU and 8192 on CUDA, where a 2048 product is too short to fill the GPU. With
+    ``tf32=True`` the matmul may use TF32 tensor cores (CUDA), the precision cuDNN uses for fp32 convolutions by
+    default, so a network's convolutions compare with the matmul of the same precision. Returns ``(gflops, n)``.
+    """
+    device = torch.device(device)
+    n = n or (8192 if device.type == 'cuda' else 2048)
     a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
-    seconds = median_time(lambda: a @ b, device, warmup=2, repeats=repeats)
-    return 2 * n**3 / seconds / 1e9
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        seconds = median_time(lambda: a @ b, device, warmup=2, repeats=repeats)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    return 2 * n**3 / seconds / 1e9, n

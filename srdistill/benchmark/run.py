@@ -100,6 +100,12 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
     settings = dict(num_feat=num_feat, num_block=num_block, exit=exit_depth, scale=scale, batch=batch,
                     gt_size=gt_size, lr_size=list(lr_size), warmup=warmup, repeats=repeats)
     report = {'environment': environment(device), 'settings': settings, 'training': [], 'inference': []}
+    if data_opt is not None:
+        # first, in a process nothing else has run in yet: measured after torch.compile and ONNX Runtime had run in
+        # it, the host-bound training loop of an H100 ran up to 1.6x slower (docs/speed.md)
+        report['data_wait'] = [measure_data_wait(path, device, data_iters, warmup, root, num_worker, data_amp,
+                                                 data_channels_last)
+                               for path in ([data_opt] if isinstance(data_opt, str) else data_opt)]
 
     lq = gt_size // scale
     model_opts = _model_opts(num_feat, num_block, exit_depth, scale)
@@ -134,11 +140,10 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
             macs = exit_macs(net, depth, (lr_size[0] * scale, lr_size[1] * scale))
             report['inference'].append(dict(output=f'e{depth}', gmacs=macs / 1e9, ms=times,
                                             achieved_gflops=2 * macs / (times['eager'] / 1000) / 1e9))
-    report['matmul_gflops'] = matmul_gflops(device)
-    if data_opt is not None:
-        report['data_wait'] = [measure_data_wait(path, device, data_iters, warmup, root, num_worker, data_amp,
-                                                 data_channels_last)
-                               for path in ([data_opt] if isinstance(data_opt, str) else data_opt)]
+    report['matmul_gflops'], report['matmul_n'] = matmul_gflops(device)
+    if torch.device(device).type == 'cuda' and torch.backends.cudnn.allow_tf32:
+        # cuDNN runs the network's fp32 convolutions in TF32 (PyTorch's default): compare with a TF32 matmul too
+        report['matmul_tf32_gflops'] = matmul_gflops(device, tf32=True)[0]
     if ckpt is not None:
         report['precision'] = precision_check(ckpt, val_dir, device, param_key)
     return report
@@ -201,25 +206,34 @@ def _data_wait_lines(runs, fastest):
              f"{d['warmup']} warm-up ones. The data wait is `prefetcher.next()` and `feed_data`, with the device "
              'synchronised on both sides: an upper bound of the time it sits idle. Before them, without the model: '
              "the CPU time of one sample in the main process (one core) and what the data loader delivers with its "
-             'workers.', '',
-             '| options | dataset (from) | workers | prefetch | CPU ms per sample | loader alone (samples/s) | '
-             'training (samples/s) | mean data wait (s) | longest (s) | data wait / wall time | loader restarts |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+             'workers. After them the loop runs free as a real run does (synchronised only at the end), in turn with '
+             'the same loop on one batch already on the device: the throughput lost between the two is what the data '
+             'costs a real run.', '',
+             '| options | dataset (from) | workers | prefetch | pin memory | CPU ms per sample | loader alone '
+             '(samples/s) | mean data wait, synchronised (ms) | longest (ms) | data wait / wall time | training, '
+             'free-running (samples/s) | same loop without data (samples/s) | throughput lost to data | '
+             'loader restarts |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in runs:
+        free = 'free_samples_per_s' in r  # reports written before the free-running loop have only the wait
         lines.append(
             f"| `{r['options']}` | {r['dataset_type']} `{r['dataset']}` ({r['samples']} pairs, {r['io_backend']}) | "
-            f"{r['num_worker_per_gpu']} | {r['prefetch_mode']} | "
+            f"{r['num_worker_per_gpu']} | {r['prefetch_mode']} | {'yes' if r.get('pin_memory') else 'no'} | "
             + (f"{r['sample_ms']:.2f} | {r['loader_samples_per_s']:.0f} | " if 'sample_ms' in r else '| | ')
-            + f"{r['samples_per_s']:.1f} | {r['data_wait_s']:.4f} | {r['max_data_wait_s']:.4f} | "
-            f"{100 * r['data_fraction']:.1f}% | {r['epoch_restarts']} |")
+            + f"{1000 * r['data_wait_s']:.2f} | {1000 * r['max_data_wait_s']:.2f} | {100 * r['data_fraction']:.1f}% | "
+            + (f"{r['free_samples_per_s']:.1f} | {r['model_samples_per_s']:.1f} | {100 * r['data_cost']:.1f}% | "
+               if free else '| | | ') + f"{r['epoch_restarts']} |")
     lines.append('')
     for r in runs:
-        starved = r['data_fraction'] >= DATA_STARVED_FRACTION
-        verdict = ('starves the device: more loader workers (`--num-worker`, option `num_worker_per_gpu`), '
-                   '`prefetch_mode: cuda` with `pin_memory: true`, or `.npy` arrays (`PairedNpyDataset`) would help'
+        cost, what = ((r['data_cost'], 'of the free-running throughput lost to it')
+                      if 'data_cost' in r else (r['data_fraction'], 'of the wall time waiting'))
+        starved = cost >= DATA_STARVED_FRACTION
+        verdict = ("starves the device: `pin_memory: true` (the loader's pinning thread then receives the batches, "
+                   'not the training loop), `prefetch_mode: cuda` (copies on a side stream), more loader workers '
+                   '(`--num-worker`, option `num_worker_per_gpu`) or `.npy` arrays (`PairedNpyDataset`) may help'
                    if starved else 'does not starve the device')
-        line = (f"- `{r['options']}`: data loading {verdict} (waiting {100 * r['data_fraction']:.1f}% of the wall "
-                f"time; the line drawn here is {100 * DATA_STARVED_FRACTION:.0f}%)")
+        line = (f"- `{r['options']}`: data loading {verdict} ({100 * cost:.1f}% {what}; the line drawn here is "
+                f"{100 * DATA_STARVED_FRACTION:.0f}%)")
         if 'sample_ms' in r and fastest:
             cores = fastest['samples_per_s'] * r['sample_ms'] / 1000
             line += (f"; feeding the fastest self-distillation step of this run ({fastest['model']}, "
@@ -286,10 +300,7 @@ def markdown(report):
               f"{full['gmacs'] / exit_row['gmacs']:.2f}x fewer multiply-adds;"]
     if 'compile_s' in full['ms']:
         lines.append(f"- torch.compile took {full['ms']['compile_s']:.1f} s to compile the full network (excluded).")
-    lines += ['', '## How close to the hardware', '',
-              f"A 2048x2048 fp32 matmul reaches {report['matmul_gflops']:.1f} GFLOP/s on this device; the full "
-              f"network (eager) reaches {full['achieved_gflops']:.1f} GFLOP/s, "
-              f"{100 * full['achieved_gflops'] / report['matmul_gflops']:.0f}% of it.", '']
+    lines += ['', '## How close to the hardware', ''] + _hardware_lines(report, full['achieved_gflops'])
     if report.get('data_wait'):
         runs = report['data_wait']
         runs = [runs] if isinstance(runs, dict) else runs  # reports written before several files were measured
@@ -298,6 +309,18 @@ def markdown(report):
     if report.get('precision'):
         lines += _precision_lines(report['precision'])
     return '\n'.join(lines)
+
+
+def _hardware_lines(report, achieved):
+    """The network's achieved GFLOP/s against a dense matmul of the same device (and, on CUDA, the same precision)."""
+    n = report.get('matmul_n', 2048)  # reports written before the size was recorded used 2048
+    lines = [f"A {n}x{n} fp32 matmul reaches {report['matmul_gflops']:.1f} GFLOP/s on this device; the full network "
+             f"(eager) reaches {achieved:.1f} GFLOP/s, {100 * achieved / report['matmul_gflops']:.0f}% of it."]
+    if report.get('matmul_tf32_gflops'):
+        lines.append(f"cuDNN runs the fp32 convolutions in TF32 (PyTorch's default), so the fair reference is the "
+                     f"same matmul in TF32: {report['matmul_tf32_gflops']:.1f} GFLOP/s, of which the network reaches "
+                     f"{100 * achieved / report['matmul_tf32_gflops']:.0f}%.")
+    return lines + ['']
 
 
 def write_report(report, path_md):
