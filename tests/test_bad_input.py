@@ -194,6 +194,15 @@ def test_bad_training_switches(tiny_opt, tmp_path, monkeypatch, capsys, key, val
     assert expected in _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
 
 
+@pytest.mark.parametrize('prefetch, expected', [
+    ({'prefetch_mode': 'gpu'}, "option `datasets.train.prefetch_mode` must be ~, cpu or cuda, got 'gpu'"),
+    ({'prefetch_mode': 'cuda'}, 'option `datasets.train.prefetch_mode: cuda` needs `pin_memory: true` beside it'),
+])
+def test_bad_prefetch_mode(tiny_opt, tmp_path, monkeypatch, capsys, prefetch, expected):
+    tiny_opt['datasets']['train'].update(prefetch)
+    assert expected in _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+
+
 @pytest.mark.parametrize('optim, expected', [
     ({'fused': 'yes'}, "option `train.optim_g.fused` must be true or false, got 'yes'"),
     ({'foreach': 1}, 'option `train.optim_g.foreach` must be true or false, got 1'),

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import run_train, write_opt
 
-from srdistill.compat import load_training_state
+from srdistill.compat import cpu_prefetch_fallback, load_training_state
 
 
 def test_import_basicsr_works_on_current_torchvision():
@@ -80,3 +80,31 @@ def test_test_options_without_val_suffix(trained, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     saved = sorted(p.name for p in (root / 'results' / 'tiny_test' / 'visualization' / 'val').iterdir())
     assert saved == ['img00_tiny_test.png', 'img01_tiny_test.png']
+
+
+def test_cuda_prefetch_options_train_on_cpu(tiny_opt, tmp_path):
+    """prefetch_mode: cuda + pin_memory: true (the GPU options' setting) trains on a machine without CUDA: BasicSR's
+    CUDAPrefetcher would fail on torch.cuda.Stream(), so both fall back, with one note."""
+    tiny_opt['datasets']['train'].update(prefetch_mode='cuda', pin_memory=True)
+    opt_path = write_opt(tmp_path / 'tiny.yml', tiny_opt)
+    result = run_train(tmp_path, '-opt', opt_path, '--force_yml', 'num_gpu=0')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ('srdistill: note: no CUDA device, so datasets.train prefetch_mode: cuda and pin_memory: true fall back '
+            'to prefetch_mode: cpu and pin_memory: false.') in result.stderr
+    assert "'pin_memory' argument" not in result.stderr  # the data loader's warning about pinning without CUDA
+    assert 'Use cuda prefetch dataloader' not in _log(tmp_path)
+    assert (tmp_path / 'experiments' / 'tiny_sd' / 'models' / 'net_g_latest.pth').is_file()
+
+
+def test_cpu_prefetch_fallback_changes_only_cpu_runs():
+    def opt(num_gpu, **train):
+        return {'num_gpu': num_gpu, 'datasets': {'train': dict(train)}}
+
+    gpu = opt(1, prefetch_mode='cuda', pin_memory=True)
+    assert cpu_prefetch_fallback(gpu) is None and gpu == opt(1, prefetch_mode='cuda', pin_memory=True)
+    plain = opt(0, prefetch_mode=None)
+    assert cpu_prefetch_fallback(plain) is None and plain == opt(0, prefetch_mode=None)
+    pinned = opt(0, prefetch_mode=None, pin_memory=True)
+    assert cpu_prefetch_fallback(pinned) == 'no CUDA device, so datasets.train pin_memory: true falls back to ' \
+        'pin_memory: false.'
+    assert pinned == opt(0, prefetch_mode=None, pin_memory=False)

@@ -207,10 +207,21 @@ def _check_training_switches(opt, opt_path):
                         '(two implementations of the optimiser step); keep one.')
 
 
+def _check_prefetch(train_opt, opt_path):
+    """BasicSR checks these only after the experiment folder is made."""
+    mode = train_opt.get('prefetch_mode')
+    if mode not in (None, 'cpu', 'cuda'):
+        raise UserError(f'{opt_path}: option `datasets.train.prefetch_mode` must be ~, cpu or cuda, got {mode!r}.')
+    if mode == 'cuda' and train_opt.get('pin_memory') is not True:
+        raise UserError(f'{opt_path}: option `datasets.train.prefetch_mode: cuda` needs `pin_memory: true` beside it '
+                        "(BasicSR's CUDAPrefetcher copies from pinned memory). Add it, or set prefetch_mode: ~.")
+
+
 def _check_datasets(opt, opt_path, scale):
     datasets = opt.get('datasets') or {}
     if 'train' not in datasets:
         raise UserError(f'{opt_path}: option `datasets.train` is missing.')
+    _check_prefetch(datasets['train'], opt_path)
     for phase, dataset_opt in datasets.items():
         role = f'{opt_path}: datasets.{phase}'
         npy = dataset_opt.get('type') == 'PairedNpyDataset'
