@@ -1,4 +1,5 @@
 """BasicSR model that trains every exit of a multi-exit network together and validates each of them."""
+import contextlib
 from collections import OrderedDict
 from os import path as osp
 
@@ -93,7 +94,10 @@ class SelfDistillSRModel(SRModel):
             self.lq = self.lq.contiguous(memory_format=torch.channels_last)
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+        # fp32 enters no autocast context: on a step bound by the host (a fast GPU), its Python costs time
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
@@ -126,9 +130,13 @@ class SelfDistillSRModel(SRModel):
                     loss_dict[key] = value
         loss_dict['l_total'] = l_total
 
-        self.grad_scaler.scale(l_total).backward()
-        self.grad_scaler.step(self.optimizer_g)
-        self.grad_scaler.update()
+        if self.grad_scaler.is_enabled():  # fp16
+            self.grad_scaler.scale(l_total).backward()
+            self.grad_scaler.step(self.optimizer_g)
+            self.grad_scaler.update()
+        else:
+            l_total.backward()
+            self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
