@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from basicsr.models import build_model
-from conftest import photo_crops
+from conftest import photo_crops, run_train, write_opt
 
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.inference.runners import TorchRunner
@@ -65,3 +65,15 @@ def test_half_precision_inference_matches_fp32(precision):
     out = TorchRunner(copy.deepcopy(net), 4, 'cuda', precision=precision, exit_depth=4)(lq)
     psnr = 10 * np.log10(1 / np.mean((out - ref)**2))
     assert psnr > (45 if precision == 'fp16' else 35), psnr
+
+
+def test_training_with_the_cuda_prefetcher(tiny_opt, tmp_path):
+    """The training options' prefetch_mode: cuda + pin_memory: true through tools/train.py's pipeline on a GPU: BasicSR's
+    CUDAPrefetcher feeds the run (no CPU fallback), and it trains and checkpoints."""
+    tiny_opt['datasets']['train'].update(prefetch_mode='cuda', pin_memory=True)
+    result = run_train(tmp_path, '-opt', write_opt(tmp_path / 'tiny.yml', tiny_opt), '--force_yml', 'num_gpu=1')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'fall back' not in result.stderr
+    exp = tmp_path / 'experiments' / 'tiny_sd'
+    assert 'Use cuda prefetch dataloader' in next(exp.glob('train_*.log')).read_text()
+    assert (exp / 'models' / 'net_g_latest.pth').is_file()
