@@ -43,6 +43,7 @@ PROBE = textwrap.dedent('''
     if rank == 0:
         json.dump({'max_diff': max((g - gathered[0]).abs().max().item() for g in gathered), 'seen': all_seen,
                    'type': type(model.net_g).__name__}, open(out, 'w'))
+    del model  # DDP holds the process group: release it before the group is destroyed, not at interpreter exit
     dist.destroy_process_group()
 ''')
 
