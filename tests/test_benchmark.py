@@ -11,7 +11,7 @@ from srdistill.benchmark.cli import main
 from srdistill.benchmark.data_wait import measure_data_wait
 from srdistill.benchmark.precision import TOLERANCE_DB
 from srdistill.benchmark.measure import matmul_gflops
-from srdistill.benchmark.run import _hardware_lines, markdown, run_benchmark, write_report
+from srdistill.benchmark.run import _data_wait_lines, _hardware_lines, markdown, run_benchmark, write_report
 from srdistill.data.npy_pack import pack_npy
 from srdistill.data.prepare import prepare_paired_folder
 from srdistill.utils.errors import UserError
@@ -138,6 +138,21 @@ def test_hardware_reference_in_the_convolutions_precision():
     gflops, n = matmul_gflops('cpu', n=64, repeats=1, tf32=not before)
     assert gflops > 0 and n == 64 and torch.backends.cuda.matmul.allow_tf32 == before
     assert matmul_gflops('cpu', repeats=1)[1] == 2048
+
+
+def test_data_verdict_follows_the_device():
+    """Starved on a GPU: the prefetch/pinning advice; on a CPU, where workers take the model's cores: .npy."""
+    run = dict(options='o.yml', name='n', model_type='SelfDistillSRModel', network={'type': 'MultiExitSRResNet'},
+               dataset='291', dataset_type='PairedImageDataset', samples=4, io_backend='disk', batch=2, gt_size=16,
+               num_worker_per_gpu=2, prefetch_mode='none', pin_memory=False, amp='fp32', channels_last=True,
+               warmup=1, iters=2, data_wait_s=0.001, max_data_wait_s=0.002, data_fraction=0.01, step_s=0.1,
+               free_samples_per_s=80.0, model_samples_per_s=100.0, data_cost=0.2, epoch_restarts=0)
+    gpu = '\n'.join(_data_wait_lines([dict(run, device='cuda')], None))
+    cpu = '\n'.join(_data_wait_lines([dict(run, device='cpu')], None))
+    assert 'starves the device: `pin_memory: true`' in gpu and '20.0% of the free-running throughput' in gpu
+    assert 'slows training: on a CPU' in cpu and 'pin_memory: true' not in cpu.split('|')[-1]
+    calm = '\n'.join(_data_wait_lines([dict(run, device='cuda', data_cost=0.01)], None))
+    assert 'does not starve the device (1.0% of the free-running throughput' in calm
 
 
 def test_cli_errors(tmp_path, tiny_ckpt_and_set, capsys):

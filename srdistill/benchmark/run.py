@@ -228,10 +228,15 @@ def _data_wait_lines(runs, fastest):
         cost, what = ((r['data_cost'], 'of the free-running throughput lost to it')
                       if 'data_cost' in r else (r['data_fraction'], 'of the wall time waiting'))
         starved = cost >= DATA_STARVED_FRACTION
-        verdict = ("starves the device: `pin_memory: true` (the loader's pinning thread then receives the batches, "
-                   'not the training loop), `prefetch_mode: cuda` (copies on a side stream), more loader workers '
-                   '(`--num-worker`, option `num_worker_per_gpu`) or `.npy` arrays (`PairedNpyDataset`) may help'
-                   if starved else 'does not starve the device')
+        if not starved:
+            verdict = 'does not starve the device'
+        elif r['device'].startswith('cuda'):
+            verdict = ("starves the device: `pin_memory: true` (the loader's pinning thread then receives the batches, "
+                       'not the training loop), `prefetch_mode: cuda` (copies on a side stream), more loader workers '
+                       '(`--num-worker`, option `num_worker_per_gpu`) or `.npy` arrays (`PairedNpyDataset`) may help')
+        else:
+            verdict = ("slows training: on a CPU the loader's workers take cores from the model, so `.npy` arrays "
+                       '(`PairedNpyDataset`, the least CPU per sample) or fewer workers may help')
         line = (f"- `{r['options']}`: data loading {verdict} ({100 * cost:.1f}% {what}; the line drawn here is "
                 f"{100 * DATA_STARVED_FRACTION:.0f}%)")
         if 'sample_ms' in r and fastest:
