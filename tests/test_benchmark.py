@@ -9,8 +9,8 @@ from conftest import make_paired_folder, write_opt
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.benchmark.cli import main
 from srdistill.benchmark.data_wait import measure_data_wait
-from srdistill.benchmark.precision import TOLERANCE_DB
 from srdistill.benchmark.measure import matmul_gflops
+from srdistill.benchmark.precision import TOLERANCE_DB
 from srdistill.benchmark.run import _data_wait_lines, _hardware_lines, markdown, run_benchmark, write_report
 from srdistill.data.npy_pack import pack_npy
 from srdistill.data.prepare import prepare_paired_folder
@@ -102,8 +102,8 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     assert '## Data loading in real training iterations' in text and f'`{opt_path}`' in text
     assert f'| `{opt_path}` | PairedImageDataset `train` (4 pairs, disk) | 0 | none | no | ' in text
     assert f'| `{npy_path}` | PairedNpyDataset `train` (4 pairs, disk) | 0 | cpu | no | ' in text
-    assert f"| {data['free_samples_per_s']:.1f} | {data['model_samples_per_s']:.1f} | {100 * data['data_cost']:.1f}% |" \
-        in text
+    free = f"| {data['free_samples_per_s']:.1f} | {data['model_samples_per_s']:.1f} | {100 * data['data_cost']:.1f}% |"
+    assert free in text
     assert f"{100 * data['data_fraction']:.1f}%" in text and 'CPU cores of loading at' in text
     assert '## Precision of the fast settings on trained weights' in text and 'channels_last 0.01 dB' in text
     assert '| e3 | channels_last |' in text and 'every fast setting is within its tolerance' in text

@@ -68,8 +68,8 @@ def test_half_precision_inference_matches_fp32(precision):
 
 
 def test_training_with_the_cuda_prefetcher(tiny_opt, tmp_path):
-    """The training options' prefetch_mode: cuda + pin_memory: true through tools/train.py's pipeline on a GPU: BasicSR's
-    CUDAPrefetcher feeds the run (no CPU fallback), and it trains and checkpoints."""
+    """The training options' prefetch_mode: cuda + pin_memory: true through tools/train.py's pipeline on a GPU:
+    BasicSR's CUDAPrefetcher feeds the run (no CPU fallback), and it trains and checkpoints."""
     tiny_opt['datasets']['train'].update(prefetch_mode='cuda', pin_memory=True)
     result = run_train(tmp_path, '-opt', write_opt(tmp_path / 'tiny.yml', tiny_opt), '--force_yml', 'num_gpu=1')
     assert result.returncode == 0, result.stderr[-3000:]

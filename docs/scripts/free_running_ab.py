@@ -13,6 +13,8 @@ import sys
 import time
 
 import srdistill  # noqa: F401  (BasicSR's compatibility fixes, before basicsr is imported)
+
+# isort: split
 import torch
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.data_sampler import EnlargedSampler

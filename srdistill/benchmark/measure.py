@@ -35,8 +35,9 @@ def training_steps(model_opts, batch, gt_size, scale, device, warmup=2, repeats=
     operations one step dispatches.
 
     The models are timed interleaved: after every model's warm-up, each repeat times one step of every model in turn
-    (every other repeat in reverse order, so that no model always follows the same one), so a drift of the device's speed during the run (a GPU's clocks ramping up from idle, another process) affects
-    them alike and their ratios stay fair. The batch lives on the device already (random data), so this is the model's
+    (every other repeat in reverse order, so that no model always follows the same one), so a drift of the device's
+    speed during the run (a GPU's clocks ramping up from idle, another process) affects them alike and their ratios
+    stay fair. The batch lives on the device already (random data), so this is the model's
     own cost, not the data pipeline's. After the timing, one more step of each model runs under the profiler
     (:func:`step_ops`).
 
