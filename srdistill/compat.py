@@ -136,8 +136,8 @@ def _with_option_defaults(parse_options):
     return parse_options_with_defaults
 
 
-GPU_VALUES = {'prefetch_mode': 'cuda', 'pin_memory': 'true'}
-CPU_VALUES = {'prefetch_mode': 'cpu', 'pin_memory': 'false'}
+# datasets.train option: (its GPU value, what it falls back to without CUDA)
+CPU_FALLBACK = {'prefetch_mode': ('cuda', 'cpu'), 'pin_memory': (True, False)}
 
 
 def cpu_prefetch_fallback(opt):
@@ -154,14 +154,12 @@ def cpu_prefetch_fallback(opt):
         return None
     if train_opt.get('prefetch_mode') == 'cuda' and train_opt.get('pin_memory') is not True:
         return None  # a mistake on any machine: check_train_options names it
-    changed = [key for key, value in (('prefetch_mode', 'cuda'), ('pin_memory', True)) if train_opt.get(key) == value]
+    changed = [key for key, (gpu, _) in CPU_FALLBACK.items() if train_opt.get(key) == gpu]
     if not changed:
         return None
-    if 'prefetch_mode' in changed:
-        train_opt['prefetch_mode'] = 'cpu'
-    train_opt['pin_memory'] = False
-    before = ' and '.join(f'{key}: {GPU_VALUES[key]}' for key in changed)
-    after = ' and '.join(f'{key}: {CPU_VALUES[key]}' for key in changed)
+    for key in changed:
+        train_opt[key] = CPU_FALLBACK[key][1]
+    before, after = (' and '.join(f'{key}: {str(CPU_FALLBACK[key][i]).lower()}' for key in changed) for i in (0, 1))
     return f"no CUDA device, so datasets.train {before} {'fall' if len(changed) > 1 else 'falls'} back to {after}."
 
 

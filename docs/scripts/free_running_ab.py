@@ -45,7 +45,7 @@ def measure(opt_path, device):
     loader = build_dataloader(dataset, train_opt, num_gpu=opt['num_gpu'], dist=False, sampler=sampler, seed=0)
     model = build_model(opt)
     torch.backends.cudnn.benchmark = True
-    batches = dw._Batches(dw._prefetcher(loader, opt, device), sampler, opt)
+    batches = dw._Batches(dw._prefetcher(loader, opt), sampler, opt)
     on_device = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batches.next().items()}
     it = 1
     dw._free_running(model, batches, opt, device, 30, it)  # warm-up (workers, cuDNN autotuning, clocks)

@@ -116,7 +116,7 @@ def _prepare_demo_data_if_missing(opt, root):
         prepare_demo_data(root, show_progress=False)
 
 
-def _prefetcher(loader, opt, device):
+def _prefetcher(loader, opt):
     """BasicSR's train-loop prefetcher for ``datasets.train.prefetch_mode`` (None/``cpu``: CPU; ``cuda``: CUDA)."""
     train_opt = opt['datasets']['train']
     mode = train_opt.get('prefetch_mode')
@@ -142,7 +142,7 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
     Returns:
         dict: The settings actually used (``batch``, ``num_worker_per_gpu``, ``prefetch_mode``, the effective ``amp``
         and ``channels_last`` of the built model...) and ``data_wait_s`` (mean per iteration), ``max_data_wait_s``,
-        ``step_s`` (mean), ``data_fraction`` (data wait / wall time of the timed iterations), ``samples_per_s``
+        ``step_s`` (mean), ``data_fraction`` (data wait / wall time of the timed iterations), ``samples_per_s``,
         ``free_samples_per_s`` (the loop running free, as a real run), ``model_samples_per_s`` (the same free loop on
         one batch already on the device, no loading), ``data_cost`` (the fraction of the free loop's time lost to the
         data: 1 - its time without data / its time with data) and ``epoch_restarts`` (loader restarts at epoch ends
@@ -169,7 +169,7 @@ def measure_data_wait(opt_path, device=None, iters=50, warmup=2, root=None, num_
     loader = build_dataloader(train_set, train_opt, num_gpu=opt['num_gpu'], dist=False, sampler=sampler,
                               seed=opt['manual_seed'])
     capacity = loader_capacity(train_set, loader, iters, warmup)
-    prefetcher = _prefetcher(loader, opt, device)
+    prefetcher = _prefetcher(loader, opt)
     model = build_model(opt)
     benchmark_mode = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True  # as BasicSR's train_pipeline sets it
@@ -255,15 +255,15 @@ class _Batches:
 
     def __init__(self, prefetcher, sampler, opt):
         self.prefetcher, self.sampler, self.opt = prefetcher, sampler, opt
-        self.epoch = self.restarts = 0
+        self.restarts = 0  # also the current epoch
         sampler.set_epoch(0)
         prefetcher.reset()
 
     def next(self):
         batch = self.prefetcher.next()
         if batch is None:
-            self.epoch, self.restarts = self.epoch + 1, self.restarts + 1
-            self.sampler.set_epoch(self.epoch)
+            self.restarts += 1
+            self.sampler.set_epoch(self.restarts)
             self.prefetcher.reset()
             batch = self.prefetcher.next()
             if batch is None:
