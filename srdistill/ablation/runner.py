@@ -6,7 +6,7 @@ Layout under the output folder ``<out>``::
     logs/<job>.log          its training output
     experiments/<job>/      BasicSR's experiment folder (models/, training_states/, train log)
     tb_logger/<job>/        tensorboard curves
-    results/<job>.json      its evaluation: last and best checkpoint, the validation curve
+    results/<job>.json      its evaluation: last and best checkpoint (means and per-image values), the validation curve
 
 A job is done when its ``results/<job>.json`` exists; a job with training states but no result resumes from its
 latest state (BasicSR's ``--auto_resume``). Jobs run ``jobs`` at a time (several fit on one GPU), each after the jobs
@@ -174,12 +174,13 @@ class AblationRunner:
         pairs = {name: dataset_pairs(name, ev['dataroot'], scale) for name in ev['datasets']}
         student = f'e{self.plan["student"]}'
         checkpoints = dict(self.checkpoints(job))
-        scores = {}  # (iteration, set) -> means of every output
+        scores, per_image = {}, {}  # (iteration, set) -> means of every output / [(image, {output: metrics})]
 
         def score(it, name):
             if (it, name) not in scores:
                 net, _ = load_checkpoint(checkpoints[it], scale=scale, device=self.device)
-                scores[it, name] = evaluate(net, pairs[name], scale, device=self.device, bicubic=False)[0]
+                scores[it, name], per_image[it, name] = evaluate(net, pairs[name], scale, device=self.device,
+                                                                 bicubic=False)
             return scores[it, name]
 
         curve = []
@@ -196,4 +197,7 @@ class AblationRunner:
         for key, it in (('last', job['iterations']), ('best', best_iter)):
             result[key] = {name: dict(score(it, name)[student]) for name in pairs}
             result[f'{key}_all_outputs'] = {name: {k: dict(v) for k, v in score(it, name).items()} for name in pairs}
+            # the raw values behind the means: paired per-image differences between runs come from these
+            result[f'{key}_per_image'] = {name: {image: {k: dict(v) for k, v in outputs.items()}
+                                                 for image, outputs in per_image[it, name]} for name in pairs}
         return result

@@ -4,6 +4,7 @@
     python tools/prepare_data.py benchmark --download Set5 Set14 BSD100 Urban100  the four test sets (EDSR's package)
     python tools/prepare_data.py benchmark --hr path/to/Set14/HR --name Set14     a test set from its HR folder
     python tools/prepare_data.py folder --hr my_photos/ --name MySet [--npy]      a training set from any photos
+    python tools/prepare_data.py split --source datasets/291 [--fraction 0.1]      hold out a validation split
 
 --npy also packs the training folders into uncompressed .npy arrays (<folder>_npy) for type PairedNpyDataset, which
 crops a training sample without decoding an image: about 11x less CPU per sample (docs/speed.md).
@@ -18,6 +19,7 @@ from srdistill.data.div2k import DIV2K_URL, prepare_div2k
 from srdistill.data.lmdb_pack import pack_lmdb
 from srdistill.data.npy_pack import pack_npy
 from srdistill.data.prepare import prepare_paired_folder
+from srdistill.data.splits import carve_split
 from srdistill.utils.errors import UserError, report_errors
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir))
@@ -61,6 +63,12 @@ def build_parser():
     folder.add_argument('--lmdb', action='store_true', help='also pack the folders into LMDBs')
     folder.add_argument('--npy', action='store_true',
                         help='also pack the folders into .npy arrays (<folder>_npy) for type PairedNpyDataset')
+
+    split = sub.add_parser('split', help='hold out a validation split of a prepared training set (listed in '
+                           'datasets/splits/, reused when the list exists)')
+    split.add_argument('--source', required=True, help='the prepared set, e.g. datasets/291')
+    split.add_argument('--fraction', type=float, default=0.1, help='share held out (default: %(default)s)')
+    split.add_argument('--seed', type=int, default=0, help='seed of the draw (default: %(default)s)')
     return parser
 
 
@@ -99,6 +107,13 @@ def run(args):
             print('DIV2K train, packed:')
             _print_option_lines(folders['train_gt_npy'], [(s, folders[f'train_lq_x{s}_npy']) for s in args.scales],
                                 'PairedNpyDataset')
+        return
+    if args.command == 'split':
+        out = carve_split(args.source, fraction=args.fraction, seed=args.seed)
+        how = 'drawn and listed in' if out['drawn'] else 'read from'
+        print(f"{len(out['val'])} validation images ({how} {_shown(out['val_list'])}), {len(out['train'])} training")
+        print(f"options:  training: meta_info_file: {_shown(out['train_list_npy'] or out['train_list'])}")
+        print(f"          validation: dataroot_gt: {_shown(osp.join(out['val_root'], 'HR'))}")
         return
     if args.command == 'benchmark' and args.download:
         for name, out in fetch_benchmarks(args.root, names=tuple(args.download), scales=tuple(args.scales),
