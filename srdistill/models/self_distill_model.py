@@ -12,8 +12,11 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
+from srdistill.losses.contrastive_distill_loss import ContrastiveDistillLoss
 from srdistill.losses.feature_distill import FeatureDistillLoss
 from srdistill.losses.self_distill_loss import SelfDistillationLoss
+from srdistill.losses.upcycled_distill_loss import UpcycledDistillLoss
+from srdistill.models import nan_guard
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -26,7 +29,9 @@ class SelfDistillSRModel(SRModel):
 
     - ``init_training_settings``: inherited, then checks that ``train.pixel_opt`` is a loss over all outputs
       (:class:`SelfDistillationLoss`), builds the feature-distillation terms ``train.distill_opts`` (a list of
-      :class:`~srdistill.losses.feature_distill.FeatureDistillLoss` options), the frozen external teacher
+      :class:`~srdistill.losses.feature_distill.FeatureDistillLoss` options), the extra-input term
+      ``train.upcycle_opt`` (:class:`UpcycledDistillLoss`), the contrastive term ``train.contrast_opt``
+      (:class:`ContrastiveDistillLoss`), the frozen external teacher
       ``network_t`` when configured, mixed precision (``train.amp``: ``bf16`` / ``fp16`` / ``~`` = fp32, the default;
       CUDA only) and the memory format (``train.channels_last``, default true: 1.51x faster training steps on an H100,
       about 1.3x on the CPU, PSNR unchanged; see docs/speed.md);
@@ -65,10 +70,24 @@ class SelfDistillSRModel(SRModel):
                 raise ValueError(f'train.distill_opts: {distill_opt["type"]} is not a feature distillation loss.')
             cri.check_network(bare)
             self.cri_distill.append(cri)
+        self.cri_upcycle = self._build_term(train_opt, 'upcycle_opt', UpcycledDistillLoss, bare)
+        self.cri_contrast = self._build_term(train_opt, 'contrast_opt', ContrastiveDistillLoss, bare)
         self.net_t = self._build_teacher() if self.opt.get('network_t') else None
         if self.cri_pix.needs_external and self.net_t is None:
             raise ValueError('train.pixel_opt.teacher: external needs network_t (and path.pretrain_network_t).')
         self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+    def _build_term(self, train_opt, key, cls, bare):
+        """The loss ``train.<key>`` (an instance of ``cls``), or None when the option is absent."""
+        if not train_opt.get(key):
+            return None
+        cri = build_loss(train_opt[key]).to(self.device)
+        if not isinstance(cri, cls):
+            raise ValueError(f'train.{key}.type must be {cls.__name__} (or a subclass), got {type(cri).__name__}.')
+        distill_pairs_check = getattr(cri, 'students', None)
+        if distill_pairs_check is not None:
+            distill_pairs_check(bare.depths)  # exits it names must be exits of the network
+        return cri
 
     def _build_teacher(self):
         """The frozen external teacher ``network_t`` (any registered arch), loaded from ``path.pretrain_network_t``."""
@@ -122,6 +141,15 @@ class SelfDistillSRModel(SRModel):
                 terms = cri(feats, self.depths, net=bare, current_iter=current_iter)
                 loss_dict.update(terms)
                 l_total = l_total + sum(terms.values())
+        extra = OrderedDict()
+        if self.cri_contrast is not None:
+            extra.update(self.cri_contrast(outputs, self.lq, current_iter=current_iter))
+        if self.cri_upcycle is not None:
+            with self._autocast():
+                extra.update(self.cri_upcycle(self.net_g, self.lq, self.gt, current_iter=current_iter))
+        for key, value in extra.items():
+            loss_dict[key] = value
+            l_total = l_total + value
         if self.cri_perceptual:
             l_percep, l_style = self.cri_perceptual(self.output, self.gt)
             for key, value in (('l_percep', l_percep), ('l_style', l_style)):
@@ -138,6 +166,7 @@ class SelfDistillSRModel(SRModel):
             l_total.backward()
             self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
+        nan_guard.check_losses(self.log_dict, current_iter, self.opt)  # before EMA; stops the run on NaN
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
