@@ -13,7 +13,29 @@ from srdistill.data.prepare import as_uint8_bgr, write_image
 from srdistill.utils.matlab_imresize import imresize
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir))
+# The shared data (Set5, Set14, ...): $SRDISTILL_SHARED if set, else the folder next to the repository.
 SHARED = os.environ.get('SRDISTILL_SHARED', osp.join(osp.dirname(REPO), 'shared'))
+SHARED_DATASETS = osp.join(SHARED, 'datasets')
+
+
+def require_shared(*paths):
+    """Skip the calling test when a shared-data path is missing, or fail it when the environment says ``CI=true``.
+
+    CI always has the shared data next to the repository, so there a missing path is a broken path (a renamed folder,
+    a wrong ``SRDISTILL_SHARED``) that a skip would hide behind a green run; locally it only means the data is absent.
+
+    Args:
+        *paths (str | os.PathLike): Files or folders the test reads.
+    """
+    missing = [str(p) for p in paths if not osp.exists(p)]
+    if not missing:
+        return
+    reason = (f'{missing[0]} not found ({len(missing)} of {len(paths)} shared-data paths missing): the shared data is '
+              'not next to the repository (set SRDISTILL_SHARED to the folder holding datasets/)')
+    if os.environ.get('CI', '').strip().lower() == 'true':
+        pytest.fail(f'{reason}; CI=true, where the shared data is always present, so this fails instead of skipping',
+                    pytrace=False)
+    pytest.skip(reason)
 
 
 def photo_crops(n, size, seed=0):

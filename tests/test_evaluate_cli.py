@@ -6,7 +6,7 @@ from os import path as osp
 import pytest
 import torch
 from basicsr.archs.srresnet_arch import MSRResNet
-from conftest import SHARED, make_paired_folder, write_opt
+from conftest import SHARED_DATASETS, make_paired_folder, require_shared, write_opt
 
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.data.prepare import prepare_paired_folder
@@ -111,9 +111,8 @@ def test_not_a_model_checkpoint(setup, capsys):
 def test_bicubic_rows_reproduce_the_published_tables(tmp_path, capsys, name, scale, lr_files, quoted):
     """bicubic: SelfExSR's table (the published LR files); bicubic_srcnn: the numbers quoted since SRCNN/VDSR (within
     0.01 dB / 0.001: Set5 x4 28.42 / 0.8104, Set14 x2 30.24 / 0.8688)."""
-    hr = osp.join(SHARED, 'datasets', name, 'HR')
-    if not osp.isdir(hr):
-        pytest.skip(f'{hr} not found: the shared datasets are not next to the repository')
+    hr = osp.join(SHARED_DATASETS, name, 'HR')
+    require_shared(hr)
     prepare_paired_folder([hr], str(tmp_path / 'ds' / name), scales=(scale, ), mod_crop_hr=False, keep_channels=True,
                           workers=1, show_progress=False)
     torch.save({'params': MultiExitSRResNet(num_feat=4, num_block=1, upscale=scale).state_dict()}, tmp_path / 't.pth')

@@ -5,7 +5,7 @@ from os import path as osp
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED, photo_crops
+from conftest import SHARED_DATASETS, photo_crops, require_shared
 
 from srdistill.data.checks import check_complete, check_meta_info
 from srdistill.data.prepare import prepare_paired_folder, to_training_image
@@ -88,13 +88,12 @@ def test_meta_info_file_naming_missing_files(tmp_path):
 
 
 def test_set14_grayscale_bridge_stays_single_channel(tmp_path):
-    hr = osp.join(SHARED, 'datasets', 'Set14', 'HR', 'bridge.png')
-    if not osp.isfile(hr):
-        pytest.skip(f'{hr} not found: the shared datasets are not next to the repository')
+    hr = osp.join(SHARED_DATASETS, 'Set14', 'HR', 'bridge.png')
+    lr = osp.join(SHARED_DATASETS, 'Set14', 'LR_bicubic', 'X4', 'bridge.png')
+    require_shared(hr, lr)
     os.symlink(hr, tmp_path / 'bridge.png')
     prepare_paired_folder([str(tmp_path / 'bridge.png')], str(tmp_path / 'out'), scales=(4, ), mod_crop_hr=False,
                           keep_channels=True, workers=1, show_progress=False)
     ours = cv2.imread(str(tmp_path / 'out' / 'LR_bicubic' / 'X4' / 'bridge.png'), cv2.IMREAD_UNCHANGED)
-    published = cv2.imread(osp.join(SHARED, 'datasets', 'Set14', 'LR_bicubic', 'X4', 'bridge.png'),
-                           cv2.IMREAD_UNCHANGED)
+    published = cv2.imread(lr, cv2.IMREAD_UNCHANGED)
     assert ours.ndim == 2 and np.array_equal(ours, published)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED_DATASETS, require_shared
 
 from srdistill.utils.matlab_imresize import _round_to_int, bicubic_downsample, imresize, mod_crop
 
@@ -23,23 +23,11 @@ SCALES = (2, 3, 4)
 EXACT_CASES = [(name, img, s) for name, imgs in SET_IMAGES.items() for img in imgs for s in SCALES]
 
 
-def _datasets_dir() -> Path:
-    """Folder holding Set5/ and Set14/: $SRDISTILL_SHARED/datasets if set, else <repo>/../shared/datasets."""
-    env = os.environ.get('SRDISTILL_SHARED')
-    if env:
-        shared = Path(env)
-        return shared if (shared / 'Set5').is_dir() and not (shared / 'datasets').is_dir() else shared / 'datasets'
-    return Path(__file__).resolve().parents[1].parent / 'shared' / 'datasets'
-
-
 def _load_pair(set_name: str, img_name: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    root = _datasets_dir()
+    root = Path(SHARED_DATASETS)
     hr_path = root / set_name / 'HR' / f'{img_name}.png'
     lr_path = root / set_name / 'LR_bicubic' / f'X{scale}' / f'{img_name}.png'
-    if not root.is_dir():
-        pytest.skip(f'../shared/datasets not found: {root}')
-    if not hr_path.is_file() or not lr_path.is_file():
-        pytest.skip(f'../shared/datasets incomplete, missing: {hr_path if not hr_path.is_file() else lr_path}')
+    require_shared(hr_path, lr_path)
     hr = cv2.imread(str(hr_path), cv2.IMREAD_UNCHANGED)
     lr = cv2.imread(str(lr_path), cv2.IMREAD_UNCHANGED)
     assert hr is not None and lr is not None

@@ -1,16 +1,17 @@
 """The published PSNR/SSIM protocol (srdistill/metrics/psnr_ssim_y_metric.py): golden cases and the published tables.
 
 The dataset tests need the shared Set5 / Set14 benchmark files (``<shared>/datasets``, ``<shared>`` being the folder
-next to the repository or ``$SRDISTILL_SHARED``); they are skipped when those are absent.
+next to the repository or ``$SRDISTILL_SHARED``); they are skipped when those are absent, and fail under ``CI=true``
+(conftest.require_shared).
 """
 import math
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED_DATASETS, require_shared
 from scipy.signal import convolve2d
 
 import srdistill  # noqa: F401  (registers the metrics)
@@ -23,9 +24,7 @@ from srdistill.metrics.psnr_ssim_y_metric import (
 )
 from srdistill.utils.matlab_imresize import imresize
 
-SHARED = Path(os.environ['SRDISTILL_SHARED']) if os.environ.get('SRDISTILL_SHARED') else (
-    Path(__file__).resolve().parents[1].parent / 'shared')
-DATASETS = SHARED / 'datasets'
+DATASETS = Path(SHARED_DATASETS)
 CASES = [(s, k) for s in ('Set5', 'Set14') for k in (2, 3, 4)]
 
 # Bicubic PSNR / SSIM set means quoted in papers since SRCNN / VDSR (VDSR's table), the task's targets.
@@ -75,9 +74,15 @@ SELFEXSR_MEANS = {
     ('Set14', 2): (30.22, 0.8683), ('Set14', 3): (27.53, 0.7737), ('Set14', 4): (25.99, 0.7023),
 }
 
-needs_data = pytest.mark.skipif(
-    not all((DATASETS / s / 'HR').is_dir() and (DATASETS / s / 'LR_bicubic' / f'X{k}').is_dir() for s, k in CASES),
-    reason=f'shared benchmark data not found under {DATASETS} (set SRDISTILL_SHARED to the folder holding datasets/)')
+
+
+@pytest.fixture
+def shared_sets():
+    """The shared Set5 / Set14 HR and LR folders (skipped without them locally, failed under CI=true)."""
+    require_shared(*(p for s, k in CASES for p in (DATASETS / s / 'HR', DATASETS / s / 'LR_bicubic' / f'X{k}')))
+
+
+needs_data = pytest.mark.usefixtures('shared_sets')
 
 
 def _read(path):

@@ -5,7 +5,7 @@ from os import path as osp
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED, photo_crops
+from conftest import SHARED_DATASETS, photo_crops, require_shared
 
 from srdistill.data.prepare import prepare_paired_folder, subimage_origins, write_image
 from srdistill.utils.errors import UserError
@@ -81,15 +81,15 @@ def test_errors_name_the_input(tmp_path):
 
 
 def test_benchmark_mode_reproduces_published_set5_lr(tmp_path):
-    hr = osp.join(SHARED, 'datasets', 'Set5', 'HR')
-    if not osp.isdir(hr):
-        pytest.skip(f'{hr} not found: the shared datasets are not next to the repository')
+    hr = osp.join(SHARED_DATASETS, 'Set5', 'HR')
+    published_lr = osp.join(SHARED_DATASETS, 'Set5', 'LR_bicubic', 'X3')
+    require_shared(hr, published_lr)
     out = str(tmp_path / 'Set5')
     prepare_paired_folder([hr], out, scales=(3, ), mod_crop_hr=False, keep_channels=True, show_progress=False)
     for name in sorted(os.listdir(hr)):
         assert np.array_equal(cv2.imread(osp.join(out, 'HR', name)), cv2.imread(osp.join(hr, name)))
         ours = cv2.imread(osp.join(out, 'LR_bicubic', 'X3', name), cv2.IMREAD_UNCHANGED)
-        published = cv2.imread(osp.join(SHARED, 'datasets', 'Set5', 'LR_bicubic', 'X3', name), cv2.IMREAD_UNCHANGED)
+        published = cv2.imread(osp.join(published_lr, name), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(ours, published), name
 
 
