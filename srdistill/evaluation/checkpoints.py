@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
-from srdistill.utils.errors import UserError
+from srdistill.utils.errors import UserError, first_line
 
 _REQUIRED = ('conv_first.weight', 'upconv1.weight', 'conv_hr.weight', 'conv_last.weight')
 
@@ -22,15 +22,15 @@ def read_state_dicts(ckpt_path):
     Loaded with ``weights_only=True``; a ``module.`` prefix (DataParallel) is removed.
 
     Raises:
-        UserError: Missing file, a file torch cannot load, or one holding no state dict.
+        UserError: Missing file, a file torch cannot load, one holding no state dict, or non-finite weights (in any
+            set: a diverged run's ``params_ema`` is as unusable as its ``params``; see :func:`check_finite`).
     """
     if not osp.isfile(ckpt_path):
         raise UserError(f'checkpoint {ckpt_path} does not exist.')
     try:
         state = torch.load(ckpt_path, map_location='cpu', weights_only=True)
     except Exception as err:  # noqa: BLE001 (any unpickling/format error means "not a checkpoint")
-        reason = str(err).splitlines()[0][:200]
-        raise UserError(f'{ckpt_path} is not a loadable PyTorch checkpoint ({reason}).') from None
+        raise UserError(f'{ckpt_path} is not a loadable PyTorch checkpoint ({first_line(err)}).') from None
     keyed = {k: state[k] for k in ('params', 'params_ema')
              if isinstance(state, dict) and isinstance(state.get(k), dict)}
     states = keyed or {'params': state}
@@ -38,8 +38,33 @@ def read_state_dicts(ckpt_path):
         if not isinstance(weights, dict) or not all(torch.is_tensor(v) for v in weights.values()):
             raise UserError(f'{ckpt_path} holds no network weights (expected a state dict, or BasicSR\'s '
                             '{"params": ...}).')
+    check_finite({f'{key}.{k}': v for key, weights in keyed.items() for k, v in weights.items()} if keyed else state,
+                 ckpt_path)
     return {key: {k[len('module.'):] if k.startswith('module.') else k: v for k, v in weights.items()}
             for key, weights in states.items()}
+
+
+def check_finite(state, path):
+    """Refuse weights holding NaN or infinity (a run that diverged), naming the first such tensor.
+
+    Such a network gives black or NaN images and a meaningless score, so evaluation, export and inference stop here
+    rather than produce them.
+
+    Args:
+        state (dict[str, Tensor]): Weights by name (a state dict, or the tensors of a ``.safetensors`` file).
+        path (str): The file they come from, for the message.
+
+    Raises:
+        UserError: A floating-point tensor holds a non-finite value.
+    """
+    for name, tensor in state.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point():
+            bad = int(tensor.numel() - torch.isfinite(tensor).sum())
+            if bad:
+                raise UserError(f'{path} holds non-finite weights: {name} has {bad} inf/nan value'
+                                f'{"s" if bad > 1 else ""} (the training diverged). Do not use this file: train again '
+                                'from the last finite checkpoint (an earlier net_g_*.pth of the run), with a lower '
+                                'learning rate.')
 
 
 def read_state_dict(ckpt_path, param_key='params'):

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from srdistill.data.checks import IMAGE_EXTENSIONS
 from srdistill.data.prepare import to_uint8
 from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample, bicubic_y_only, calculate_psnr_y, calculate_ssim_y
-from srdistill.utils.errors import UserError
+from srdistill.utils.errors import UserError, first_line
 from srdistill.utils.tiling import self_ensemble, tiled_forward
 
 
@@ -105,7 +105,7 @@ def make_lpips(device):
         from torchvision.models import AlexNet_Weights
         name = AlexNet_Weights.IMAGENET1K_V1.url.rsplit('/', 1)[1]
         return None, (f'LPIPS skipped: it needs torchvision\'s AlexNet weights, which could not be loaded '
-                      f'({str(err).splitlines()[0][:120]}). Place {name} (from {AlexNet_Weights.IMAGENET1K_V1.url}) '
+                      f'({first_line(err, 120)}). Place {name} (from {AlexNet_Weights.IMAGENET1K_V1.url}) '
                       f'in {osp.join(torch.hub.get_dir(), "checkpoints")} and run again; the other metrics are '
                       'unaffected.')
 

@@ -9,6 +9,7 @@ when that difference is within tolerance.
   ONNX Runtime;
 - ``torchscript``: a traced module (``torch.jit.load`` needs no srdistill/BasicSR code).
 """
+import math
 import os
 import warnings
 from os import path as osp
@@ -30,12 +31,17 @@ def write_checked(path, write, tolerance):
     Nothing is left behind when writing or checking fails. Returns the difference.
 
     Raises:
-        UserError: The written model differs from the PyTorch exit by more than ``tolerance``.
+        UserError: The written model differs from the PyTorch exit by more than ``tolerance``, or the difference is
+            not finite (NaN or infinite output, on either side: ``nan > tolerance`` is False, so it is tested first).
     """
     root, ext = osp.splitext(path)
     tmp = f'{root}.partial{os.getpid()}{ext}'
     try:
         diff = write(tmp)
+        if not math.isfinite(diff):
+            raise UserError(f'{osp.basename(path)} gives non-finite output ({diff}) on the check image; nothing was '
+                            'written. Its weights are not finite or overflow: export a checkpoint from before the '
+                            'training diverged.')
         if diff > tolerance:
             raise UserError(f'{osp.basename(path)} differs from the PyTorch exit by {diff:.2e} (> {tolerance:g}); '
                             'nothing was written. Please report this.')

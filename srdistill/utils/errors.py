@@ -8,6 +8,16 @@ class UserError(Exception):
     """
 
 
+def first_line(err, limit=200):
+    """The first line of an exception's message (at most ``limit`` characters), for a one-line error message.
+
+    An exception without a message (``EOFError()`` from a zero-byte file, for one) gives its class name, so a message
+    built from it never loses its reason and never fails itself (``''.splitlines()`` is empty).
+    """
+    lines = str(err).strip().splitlines()
+    return lines[0][:limit] if lines else type(err).__name__
+
+
 def report_errors(fn, *args):
     """Run ``fn(*args)`` for a command-line entry point: a :class:`UserError` becomes one line on stderr.
 
