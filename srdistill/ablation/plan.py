@@ -8,7 +8,8 @@ the exit under study, and the runs as overrides of the base. Two budgets make th
   spends in ``iterations`` iterations; a cheaper training step gets more iterations.
 
 A training step is counted as 3x its forward multiply-adds (forward + backward, the usual convention) plus one
-forward of an external teacher when there is one; the distillation losses themselves are not counted (under 1% here).
+forward of an external teacher when there is one, plus the extra passes of ``train.upcycle_opt`` (a no-gradient label
+pass, and the students' passes on the extra inputs at 3x); the loss functions themselves are not counted (under 1%).
 A run may start from another run's weights (``init_from``: the exit cut from a deep network for the weight-inherit
 baseline) or learn from another run's network (``teacher_from``: an external teacher); the source's own training
 compute is then added to the run's ``total`` compute.
@@ -19,7 +20,7 @@ from os import path as osp
 
 import torch
 import yaml
-from basicsr.utils.registry import ARCH_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
 from srdistill.utils.errors import UserError
 
@@ -94,15 +95,19 @@ def step_macs(opt):
     batch = opt['datasets']['train']['batch_size_per_gpu']
     lr_size = (gt_size // opt['scale'], ) * 2
 
-    def forward(net_opt, exit_):
+    def build(net_opt):
         net_opt = dict(net_opt)
         with torch.device('meta'):
-            net = ARCH_REGISTRY.get(net_opt.pop('type'))(**net_opt)
-        return forward_macs(net, lr_size, exit=exit_ if hasattr(net, 'exits') else None)
+            return ARCH_REGISTRY.get(net_opt.pop('type'))(**net_opt)
 
-    macs = 3 * forward(opt['network_g'], 'all') * batch
+    net = build(opt['network_g'])
+    macs = 3 * forward_macs(net, lr_size, exit='all' if hasattr(net, 'exits') else None) * batch
     if opt.get('network_t'):
-        macs += forward(opt['network_t'], None) * batch
+        macs += forward_macs(build(opt['network_t']), lr_size) * batch
+    upcycle = opt['train'].get('upcycle_opt')
+    if upcycle:  # its extra passes: the zoom-in label, the students on the zoom-in and zoom-out inputs
+        upcycle = dict(upcycle)
+        macs += LOSS_REGISTRY.get(upcycle.pop('type'))(**upcycle).forward_macs(net, lr_size) * batch
     return macs
 
 

@@ -61,6 +61,24 @@ def upsample_tail(m, feat, x):
     return out + F.interpolate(x, scale_factor=m.upscale, mode='bilinear', align_corners=False)
 
 
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; the gradient is multiplied by ``scale`` on the way back."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+def scale_grad(x, scale):
+    """``x`` unchanged, its gradient times ``scale`` (no-op at 1)."""
+    return x if scale == 1 else _ScaleGrad.apply(x, scale)
+
+
 def _identity_conv1x1(num_feat):
     conv = nn.Conv2d(num_feat, num_feat, 1)
     with torch.no_grad():
@@ -116,10 +134,14 @@ class MultiExitSRResNet(MSRResNet):
             identity) that maps the exit's features onto the deepest ones for a FitNets hint loss
             (:class:`~srdistill.losses.hint_loss.HintLoss`). Training-only: no output uses it, and exported exits
             drop it. Default: False.
+        exit_grad_scale (float): Multiplies the gradient an exit's tail sends back into the shared trunk (the blocks
+            before the exit); the tail's own gradient is unchanged. Above 1 the shared blocks lean towards serving the
+            exit, below 1 towards the final output; 0 trains the exit tail on features it cannot change. Training
+            only: outputs are the same for any value. Default: 1.
     """
 
     def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_block=32, exits=(), upscale=4,
-                 hint_adapters=False):
+                 hint_adapters=False, exit_grad_scale=1.0):
         if upscale not in SUPPORTED_SCALES:
             raise ValueError(f'upscale must be one of {SUPPORTED_SCALES}, got {upscale}.')
         if not isinstance(num_block, int) or num_block < 1:
@@ -127,8 +149,11 @@ class MultiExitSRResNet(MSRResNet):
         exits = validate_exits(exits, num_block)
         super().__init__(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
                          upscale=upscale)
+        if isinstance(exit_grad_scale, bool) or not isinstance(exit_grad_scale, (int, float)) or exit_grad_scale < 0:
+            raise ValueError(f'exit_grad_scale must be a number >= 0, got {exit_grad_scale!r}.')
         self.num_block = num_block
         self.exits = exits
+        self.exit_grad_scale = float(exit_grad_scale)
         self.exit_tails = nn.ModuleDict({str(k): ExitTail(num_feat, num_out_ch, upscale) for k in exits})
         if hint_adapters:
             if not exits:
@@ -158,24 +183,28 @@ class MultiExitSRResNet(MSRResNet):
             feat = block(feat)
             feats.append(feat)
             if depth in self.exits:
-                outputs[depth] = self.exit_tails[str(depth)](feat, x)
+                outputs[depth] = self._exit_output(depth, feat, x)
         outputs[self.num_block] = upsample_tail(self, feat, x)
         return outputs, feats
+
+    def _exit_output(self, depth, feat, x):
+        return self.exit_tails[str(depth)](scale_grad(feat, self.exit_grad_scale), x)
 
     def forward(self, x, exit=None, return_features=False):  # noqa: A002 (``exit`` is the natural name here)
         """Run the network.
 
         Args:
             x (Tensor): LR input, (N, num_in_ch, H, W).
-            exit (int | str | None): ``None`` (default): the final output only; no exit tail runs.
+            exit (int | str | list[int] | None): ``None`` (default): the final output only; no exit tail runs.
                 An int ``k`` (an exit depth or ``num_block``): that output only; only blocks 1..k run.
-                ``'all'``: every output from one pass of the trunk.
+                ``'all'``: every output from one pass of the trunk. A list of depths: those outputs from one pass
+                that stops at the deepest of them.
             return_features (bool): With ``exit='all'``, also return the trunk features (see
                 :meth:`forward_with_features`; through ``forward`` so that DDP wrappers see the call).
 
         Returns:
             Tensor | OrderedDict[int, Tensor]: SR image(s), (N, num_out_ch, H * upscale, W * upscale); for ``'all'``
-            an ordered dict ``{depth: image}``, shallowest first, the final output last.
+            (or a list) an ordered dict ``{depth: image}``, shallowest first.
         """
         if return_features:
             if exit != 'all':
@@ -185,10 +214,12 @@ class MultiExitSRResNet(MSRResNet):
             return super().forward(x)
         if exit == 'all':
             wanted = self.depths
-        elif exit in self.depths:
+        elif isinstance(exit, (list, tuple)) and exit and all(e in self.depths for e in exit):
+            wanted = tuple(sorted(set(exit)))
+        elif not isinstance(exit, (list, tuple)) and exit in self.depths:
             wanted = (exit, )
         else:
-            raise ValueError(f"exit must be None, 'all' or one of {list(self.depths)}, got {exit!r}.")
+            raise ValueError(f"exit must be None, 'all', one of {list(self.depths)} or a list of them, got {exit!r}.")
 
         outputs = OrderedDict()
         feat = self.lrelu(self.conv_first(x))
@@ -196,7 +227,7 @@ class MultiExitSRResNet(MSRResNet):
             feat = block(feat)
             if depth in wanted:
                 is_final = depth == self.num_block
-                outputs[depth] = upsample_tail(self, feat, x) if is_final else self.exit_tails[str(depth)](feat, x)
+                outputs[depth] = upsample_tail(self, feat, x) if is_final else self._exit_output(depth, feat, x)
                 if depth == wanted[-1]:
                     break
-        return outputs if exit == 'all' else outputs[exit]
+        return outputs[exit] if isinstance(exit, int) else outputs

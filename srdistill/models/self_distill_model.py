@@ -84,9 +84,7 @@ class SelfDistillSRModel(SRModel):
         cri = build_loss(train_opt[key]).to(self.device)
         if not isinstance(cri, cls):
             raise ValueError(f'train.{key}.type must be {cls.__name__} (or a subclass), got {type(cri).__name__}.')
-        distill_pairs_check = getattr(cri, 'students', None)
-        if distill_pairs_check is not None:
-            distill_pairs_check(bare.depths)  # exits it names must be exits of the network
+        cri.students(bare.depths)  # raises if its `exits` are not exits of the network
         return cri
 
     def _build_teacher(self):
