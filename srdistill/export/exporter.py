@@ -13,6 +13,7 @@ from srdistill.evaluation.cost import MAC_OUTPUT_SIZE, exit_macs, exit_parameter
 from srdistill.export import formats
 from srdistill.export.subnet import build_exit, resolve_exits
 from srdistill.utils.errors import UserError
+from srdistill.utils.partial_files import remove_stale
 from srdistill.version import __version__
 
 # largest |difference| accepted between an export and the PyTorch exit, on 0..1 images
@@ -60,7 +61,9 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
         opt_path (str | None): Options file whose ``network_g`` must match the checkpoint.
         check_path (str | None): Image to check the exports on. Default: a real photo crop.
         label (str | None): File-name prefix. Default: the checkpoint's experiment name.
-        overwrite (bool): Replace existing exports. Default: False (refuse).
+        overwrite (bool): Rewrite every export. Default: False: complete exports of this checkpoint are kept and the
+            missing ones written (a rerun completes an interrupted export); refused when nothing is missing or an
+            export of another checkpoint is in the way.
         int8 (bool): Also write a statically quantised INT8 ONNX (``<name>.int8.onnx``; needs ``onnx`` in
             ``formats_``), with its size, latency and PSNR change against the fp32 ONNX in its sidecar.
         calib_images (list[np.ndarray] | None): uint8 LR images for INT8 calibration. Default: LR of scikit-image's
@@ -69,7 +72,7 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
             scikit-image's chelsea and coffee photos.
 
     Returns:
-        list[dict]: The sidecars written (one per exported file).
+        list[dict]: The sidecars, one per export (written, or kept from an earlier run).
     """
     unknown = [f for f in formats_ if f not in formats.SUFFIXES]
     if unknown:
@@ -86,13 +89,11 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
                for f in formats_}
     if int8:
         targets.update({(d, 'int8'): osp.join(out_dir, f'{label}_e{d}_x{scale}.int8.onnx') for d in depths})
-    existing = [p for p in targets.values() if osp.exists(p)]
-    if existing and not overwrite:
-        raise UserError(f'{existing[0]} exists ({len(existing)} of the exports do); pass --overwrite to replace them.')
-    _writable(out_dir)
-
-    check = check_image(check_path, scale)
     source_hash = sha256sum(ckpt)
+    todo = _to_write(targets, dict(source_sha256=source_hash, param_key=param_key), overwrite)
+    _writable(out_dir)
+    remove_stale(out_dir)  # temporary files of an export that was killed
+    check = check_image(check_path, scale)
     sidecars = []
     for depth in depths:
         with torch.no_grad():
@@ -102,6 +103,9 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
                         param_key=param_key, srdistill_version=__version__)
         for fmt in formats_:
             path = targets[(depth, fmt)]
+            if (depth, fmt) not in todo:
+                sidecars.append(_read_sidecar(path))
+                continue
             if fmt == 'pth':
                 write = partial(formats.write_pth, net_opt=net_opt, states=states, depth=depth, check=check,
                                 reference=reference)
@@ -113,24 +117,81 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
             else:
                 write = partial(formats.write_torchscript, net=sub, check=check, reference=reference)
             diff = formats.write_checked(path, write, TOLERANCE[fmt])
-            sidecar = dict(metadata, file=osp.basename(path), format=fmt, architecture='basicsr MSRResNet',
-                           num_feat=net_opt['num_feat'], num_block=depth, params=exit_parameters(multi, depth),
-                           macs=exit_macs(multi, depth), macs_output_size=list(MAC_OUTPUT_SIZE),
+            sidecar = dict(metadata, file=osp.basename(path), sha256=sha256sum(path), format=fmt,
+                           architecture='basicsr MSRResNet', num_feat=net_opt['num_feat'], num_block=depth,
+                           params=exit_parameters(multi, depth), macs=exit_macs(multi, depth),
+                           macs_output_size=list(MAC_OUTPUT_SIZE),
                            check_image=check_path or 'skimage.data.chelsea crop', check_shape=list(check.shape),
                            max_abs_diff=diff, tolerance=TOLERANCE[fmt],
                            **({'onnx_opset': formats.ONNX_OPSET} if fmt == 'onnx' else {}))
-            formats.write_checked(path + '.json', lambda tmp, s=sidecar: _write_json(tmp, s), 0)
+            _write_sidecar(path, sidecar)
             sidecars.append(sidecar)
-        if int8:
+        if int8 and (depth, 'int8') in todo:
             sidecars.append(_export_int8(targets[(depth, 'onnx')], targets[(depth, 'int8')], metadata, scale,
                                          calib_images, test_pairs))
+        elif int8:
+            sidecars.append(_read_sidecar(targets[(depth, 'int8')]))
     return sidecars
 
 
-def _write_json(path, obj):
-    with open(path, 'w') as f:
-        json.dump(obj, f, indent=1)
-    return 0
+def _to_write(targets, source, overwrite):
+    """The keys of ``targets`` to (re)write; the others are complete exports of this checkpoint, kept as they are.
+
+    An export is complete when its sidecar exists and describes it (its ``sha256``): the sidecar is written after the
+    model, so a run killed in between leaves a model without one, which is redone. A rerun after an interrupted export
+    therefore writes only what is missing.
+
+    Args:
+        targets (dict): ``{(depth, format): path}``.
+        source (dict): Sidecar fields a kept export must have (``source_sha256``, ``param_key``).
+        overwrite (bool): Rewrite every target.
+
+    Raises:
+        UserError: A complete export of another checkpoint (or other weights) is in the way, or every target is
+            already complete (there is nothing to do); both without ``overwrite``.
+    """
+    if overwrite:
+        return set(targets)
+    done, other = set(), []
+    for key, path in targets.items():
+        sidecar = _read_sidecar(path) if osp.isfile(path) else None
+        if sidecar is None or ('sha256' in sidecar and sidecar['sha256'] != sha256sum(path)):
+            continue  # no model, or a model its sidecar does not describe: (re)write it
+        if all(sidecar.get(k) == v for k, v in source.items()):
+            done.add(key)
+        else:
+            other.append(path)
+    if other:
+        raise UserError(f'{other[0]} exists, exported from another checkpoint or --param-key ({len(other)} of the '
+                        'exports are); pass --overwrite to replace them, or choose another --out or --label.')
+    for depth, fmt in targets:  # an INT8 model is made from its fp32 ONNX: redone with it
+        if fmt == 'int8' and (depth, 'onnx') not in done:
+            done.discard((depth, fmt))
+    if len(done) == len(targets):
+        first = next(iter(targets.values()))
+        raise UserError(f'{first} exists ({len(done)} of the exports do); pass --overwrite to replace them.')
+    return set(targets) - done
+
+
+def _read_sidecar(path):
+    """The JSON sidecar of export ``path``, or None when it is missing or unreadable (a run killed before it)."""
+    try:
+        with open(path + '.json') as f:
+            sidecar = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return sidecar if isinstance(sidecar, dict) else None
+
+
+def _write_sidecar(path, sidecar):
+    """Write ``path``'s sidecar last, atomically: its presence marks the export complete (see :func:`_to_write`)."""
+
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(sidecar, f, indent=1)
+        return 0
+
+    formats.write_checked(path + '.json', write, 0)
 
 
 def _export_int8(fp32_path, int8_path, metadata, scale, calib_images, test_pairs):
@@ -145,8 +206,8 @@ def _export_int8(fp32_path, int8_path, metadata, scale, calib_images, test_pairs
         return 0.0
 
     formats.write_checked(int8_path, write, float('inf'))
-    sidecar = dict(metadata, file=osp.basename(int8_path), format='onnx-int8', quantization='static QDQ, per-channel '
-                   'int8 weights, uint8 activations, MinMax calibration (onnxruntime)', calibration_images=len(calib),
-                   onnx_opset=formats.ONNX_OPSET, **report)
-    formats.write_checked(int8_path + '.json', lambda tmp: _write_json(tmp, sidecar), 0)
+    sidecar = dict(metadata, file=osp.basename(int8_path), sha256=sha256sum(int8_path), format='onnx-int8',
+                   quantization='static QDQ, per-channel int8 weights, uint8 activations, MinMax calibration '
+                   '(onnxruntime)', calibration_images=len(calib), onnx_opset=formats.ONNX_OPSET, **report)
+    _write_sidecar(int8_path, sidecar)
     return sidecar

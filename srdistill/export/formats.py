@@ -19,6 +19,7 @@ import torch
 
 from srdistill.export.subnet import exit_state_dict, load_msrresnet
 from srdistill.utils.errors import UserError
+from srdistill.utils.partial_files import partial_path
 
 ONNX_OPSET = 18
 JIT_DEPRECATION = r'`torch\.jit\.\w+` is deprecated'  # torch >= 2.14 warns on every TorchScript call
@@ -34,8 +35,7 @@ def write_checked(path, write, tolerance):
         UserError: The written model differs from the PyTorch exit by more than ``tolerance``, or the difference is
             not finite (NaN or infinite output, on either side: ``nan > tolerance`` is False, so it is tested first).
     """
-    root, ext = osp.splitext(path)
-    tmp = f'{root}.partial{os.getpid()}{ext}'
+    tmp = partial_path(path)  # hidden, and removed by the next run if this one is killed (utils/partial_files.py)
     try:
         diff = write(tmp)
         if not math.isfinite(diff):
