@@ -7,14 +7,20 @@ before any BasicSR module is used (``srdistill/__init__.py`` imports this module
 
 `apply()` is idempotent.
 """
+import ast
 import importlib
 import os
 import os.path as osp
+import pickle
+import re
 import sys
 import types
-from collections import Counter
+from collections import Counter, OrderedDict
 
 import torch
+import yaml
+
+from srdistill.utils.errors import UserError
 
 _APPLIED = False
 
@@ -38,6 +44,160 @@ def _fix_functional_tensor_import():
         sys.modules[name] = alias
 
 
+class OptionsLoader(yaml.SafeLoader):
+    """YAML loader for options files: BasicSR's ordered mapping on a safe loader that names the file and line.
+
+    BasicSR's ``ordered_yaml()`` returned ``yaml.Loader`` (or ``CLoader``), which builds any Python object a tag asks
+    for: ``x: !!python/object/apply:os.system ["touch PWNED"]`` in an options file ran a command. Options files are
+    shared as data, so they are read by ``SafeLoader``: YAML's standard tags only (``!!float 1e-4``, BasicSR's way of
+    writing a learning rate, is one of them). A refused tag or a syntax error is a :class:`UserError` naming the file,
+    the line and what is wrong, raised while reading, before anything is built, run or written.
+    """
+
+    def construct_undefined(self, node):
+        tag = node.tag.replace('tag:yaml.org,2002:', '!!')
+        raise UserError(f'{_where(node.start_mark)}: the tag {tag} is refused: options files are read as plain data '
+                        '(YAML\'s standard tags such as !!float only, no Python objects).')
+
+    def get_single_data(self):
+        try:
+            return super().get_single_data()
+        except yaml.MarkedYAMLError as err:
+            what, mark, since = err.problem, err.problem_mark, err.context_mark
+            if err.context:
+                started = f' started on line {since.line + 1}' if since and mark and since.line != mark.line else ''
+                what = f'{what} ({err.context}{started})'
+            raise UserError(f'{_where(mark or since)}: YAML syntax error: {what}.') from None
+        except yaml.YAMLError as err:
+            reason = (str(err).splitlines() or [type(err).__name__])[0]
+            raise UserError(f'{getattr(self, "name", "options")}: not a YAML file: {reason}') from None
+
+
+OptionsLoader.add_constructor(None, OptionsLoader.construct_undefined)  # SafeLoader registered its own function
+OptionsLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                              lambda loader, node: OrderedDict(loader.construct_pairs(node)))
+
+
+class OptionsDumper(yaml.SafeDumper):
+    """Writes options (``OrderedDict`` as a plain mapping) as BasicSR's ``ordered_yaml()`` dumper does."""
+
+
+OptionsDumper.add_representer(OrderedDict, lambda dumper, data: dumper.represent_dict(data.items()))
+
+
+def _where(mark):
+    """``file, line N`` (or ``file``) of a YAML mark."""
+    if mark is None:
+        return 'options'
+    return f'{mark.name}, line {mark.line + 1}'
+
+
+def ordered_yaml():
+    """Drop-in replacement of ``basicsr.utils.options.ordered_yaml`` (``parse_options`` calls it): a safe loader.
+
+    Returns:
+        tuple: (:class:`OptionsLoader`, :class:`OptionsDumper`).
+    """
+    return OptionsLoader, OptionsDumper
+
+
+def load_options_file(path):
+    """Read an options file with :class:`OptionsLoader` (ordered, safe). Raises UserError naming file and line."""
+    with open(path) as f:
+        return yaml.load(f, Loader=OptionsLoader)
+
+
+def _postprocess_yml_value(value):
+    """Drop-in replacement of BasicSR's parser of a ``--force_yml key=value`` value, without ``eval``.
+
+    BasicSR ran ``eval(value)`` on a value starting with ``[``; it is now read with ``ast.literal_eval`` (literals
+    only; :func:`check_force_yml` has named a bad one). Otherwise the same rules: ``~``/``none``,
+    ``true``/``false``, ``!!float``, numbers, else the string.
+    """
+    if value == '~' or value.lower() == 'none':
+        return None
+    if value.lower() in ('true', 'false'):
+        return value.lower() == 'true'
+    if value.startswith('!!float'):
+        return float(value.replace('!!float', ''))
+    if value.isdigit():
+        return int(value)
+    if value.replace('.', '', 1).isdigit() and value.count('.') < 2:
+        return float(value)
+    if value.startswith('['):
+        return ast.literal_eval(value)  # ValueError / SyntaxError for anything but literals
+    return value
+
+
+_FORCE_YML_KEYS = re.compile(r'[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*')
+
+
+def check_force_yml(argv):
+    """Refuse ``--force_yml`` entries that are not ``key:subkey=value`` before BasicSR parses them.
+
+    BasicSR splits each entry on ``=`` (a ``ValueError`` traceback without one) and ``exec``s
+    ``opt["key"]["subkey"]=value`` built from the keys as typed, so a key holding ``"]`` was Python code. Keys are
+    now names only (letters, digits, ``_``, ``.``, ``-``), joined by ``:``.
+
+    Args:
+        argv (list[str]): The command line (``sys.argv``).
+
+    Raises:
+        UserError: Naming the entry and the expected form.
+    """
+    if '--force_yml' not in argv:
+        return
+    for entry in argv[argv.index('--force_yml') + 1:]:
+        if entry.startswith('-'):
+            break
+        keys, sep, value = entry.partition('=')
+        if not sep or '=' in value or not _FORCE_YML_KEYS.fullmatch(keys.strip()):
+            raise UserError(f'--force_yml {entry}: expected key:subkey=value (one "=", keys of letters, digits, '
+                            '"_", "." and "-"), e.g. train:ema_decay=0.999.')
+        try:
+            _postprocess_yml_value(value.strip())
+        except (ValueError, SyntaxError):
+            raise UserError(f'--force_yml {entry}: a value in [...] must be a list of literals, e.g. [1, 2] or '
+                            '["a", "b"].') from None
+
+
+class RefusedCheckpoint(UserError, pickle.UnpicklingError):
+    """A checkpoint holding pickled Python objects besides tensors: refused, since unpickling them can run code."""
+
+
+def load_checkpoint(path, map_location='cpu'):
+    """The one way srdistill and BasicSR's loaders read a ``.pth`` / ``.state`` file: ``weights_only=True``, explicitly.
+
+    BasicSR's ``BaseModel.load_network`` (``path.pretrain_network_g``, the teacher, every resume) called ``torch.load``
+    without ``weights_only``: torch >= 2.6 defaults it to True, but ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns an
+    unset argument back to False, and a pickled payload then ran while loading. An explicit True is not overridden.
+
+    Args:
+        path (str): The file.
+        map_location: As for ``torch.load``. Default: ``'cpu'``.
+
+    Returns:
+        The loaded object (dicts, lists, tensors, numbers and the allow-listed classes only).
+
+    Raises:
+        RefusedCheckpoint: The file holds other pickled objects (also a ``pickle.UnpicklingError``).
+        UserError: A missing, empty, truncated or non-PyTorch file.
+    """
+    if not osp.isfile(path):
+        raise UserError(f'{path}: no such checkpoint file.')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)', str(err))
+        found = f', here {found.group(1)}' if found else ''
+        raise RefusedCheckpoint(f'{path}: Weights only load failed: the file holds pickled Python objects besides '
+                                f'tensors{found}; loading them could run code, so it is refused (save the state dict '
+                                'alone, as BasicSR does).') from None
+    except Exception as err:  # noqa: BLE001 (any format error: a 0-byte, truncated or foreign file)
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UserError(f'{path}: not a loadable PyTorch checkpoint ({reason}).') from None
+
+
 def load_training_state(path, device):
     """Load a ``*.state`` file written by BasicSR's ``save_training_state`` onto ``device``, without pickle code.
 
@@ -50,22 +210,183 @@ def load_training_state(path, device):
 
     Returns:
         dict: The training state (``epoch``, ``iter``, ``optimizers``, ``schedulers``).
+
+    Raises:
+        UserError: The file does not load (see :func:`load_checkpoint`).
     """
     with torch.serialization.safe_globals([Counter]):
-        return torch.load(path, map_location=device, weights_only=True)
+        return load_checkpoint(path, map_location=device)
+
+
+def load_network(self, net, load_path, strict=True, param_key='params'):
+    """Drop-in replacement of ``BaseModel.load_network``: BasicSR's, reading the file with :func:`load_checkpoint`
+    (``weights_only=True`` explicitly; a refused or broken file is one :class:`UserError` line naming it)."""
+    from basicsr.utils import get_root_logger
+
+    logger = get_root_logger()
+    net = self.get_bare_model(net)
+    load_net = load_checkpoint(load_path)
+    if param_key is not None:
+        if param_key not in load_net and 'params' in load_net:
+            param_key = 'params'
+            logger.info('Loading: params_ema does not exist, use params.')
+        load_net = load_net[param_key]
+    logger.info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
+    load_net = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v) for k, v in load_net.items())
+    self._print_different_keys_loading(net, load_net, strict)
+    net.load_state_dict(load_net, strict=strict)
+
+
+class _WeightsOnlyTorch(types.ModuleType):
+    """``torch`` as seen by BasicSR modules that load side weights (VGG for the perceptual loss, SpyNet, ...): the
+    same module, except that ``load`` always passes ``weights_only=True``."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f, map_location=None, **kwargs):
+        kwargs['weights_only'] = True
+        return torch.load(f, map_location=map_location, **kwargs)
+
+
+# BasicSR modules that call ``torch.load`` themselves (besides base_model and train, replaced above)
+WEIGHT_LOADING_MODULES = ('archs.vgg_arch', 'archs.spynet_arch', 'archs.basicvsr_arch', 'archs.tof_arch',
+                          'archs.dfdnet_arch', 'archs.inception')
+
+
+def _weights_only_side_loads():
+    """Every other ``torch.load`` in BasicSR passes ``weights_only=True`` too (see :func:`load_checkpoint`)."""
+    proxy = _WeightsOnlyTorch('torch', 'torch whose load is weights_only (srdistill.compat)')
+    for name in WEIGHT_LOADING_MODULES:
+        mod = importlib.import_module(f'basicsr.{name}')
+        if mod.torch is torch:
+            mod.torch = proxy
+
+
+PARTIAL = '.partial'  # ``.<name>.partial``: the file being written; never a ``<iter>.state`` or ``net_g_<iter>.pth``
+
+
+def atomic_save(obj, path):
+    """``torch.save(obj, path)`` that leaves either the old file or the complete new one, never a half-written one.
+
+    BasicSR wrote ``training_states/<iter>.state`` and ``models/net_g_<iter>.pth`` in place: a kill during the write
+    left a 0-byte or truncated file, and every later ``--auto_resume`` failed on it (``EOFError``, ``PytorchStreamReader
+    failed``). The data goes to ``.<name>.partial`` in the same folder, is flushed and fsynced, then renamed over
+    ``path`` (atomic on POSIX). A ``.partial`` file left by a killed run is removed by the next save in that folder.
+
+    Args:
+        obj: What to save.
+        path (str): The destination.
+    """
+    folder, name = osp.split(path)
+    tmp = osp.join(folder, f'.{name}{PARTIAL}')
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # make the rename itself durable
+        fd = os.open(folder or '.', os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    for stale in os.listdir(folder or '.'):
+        if stale.startswith('.') and stale.endswith(PARTIAL):
+            os.remove(osp.join(folder, stale))
+
+
+def _save_retrying(obj, path):
+    """:func:`atomic_save` with BasicSR's three tries against occasional write errors (then a warning, as BasicSR)."""
+    import time
+
+    from basicsr.utils import get_root_logger
+
+    for retry in (2, 1, 0):
+        try:
+            atomic_save(obj, path)
+            return
+        except Exception as err:  # noqa: BLE001 (BasicSR's policy: a failed save does not stop training)
+            get_root_logger().warning(f'Save {path} error: {err}, remaining retry times: {retry}')
+            if retry:
+                time.sleep(1)
+    get_root_logger().warning(f'Still cannot save {path}. Just ignore it.')
+
+
+def save_network(self, net, net_label, current_iter, param_key='params'):
+    """Drop-in replacement of ``BaseModel.save_network`` (rank 0 only, as BasicSR's): the file is written with
+    :func:`atomic_save`, and non-finite weights are refused (``nan_guard.check_weights``): BasicSR's periodic and
+    final (``net_g_latest.pth``) saves wrote NaN weights of a diverged run over nothing, keeping status 0."""
+    from srdistill.models import nan_guard
+
+    if current_iter == -1:
+        current_iter = 'latest'
+    save_filename = f'{net_label}_{current_iter}.pth'
+    nets = net if isinstance(net, list) else [net]
+    param_keys = param_key if isinstance(param_key, list) else [param_key]
+    assert len(nets) == len(param_keys), 'The lengths of net and param_key should be the same.'
+    save_dict = {}
+    for net_, key in zip(nets, param_keys):
+        state_dict = self.get_bare_model(net_).state_dict()
+        save_dict[key] = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v.cpu())
+                                     for k, v in state_dict.items())
+    nan_guard.check_weights(save_dict, save_filename, current_iter)
+    _save_retrying(save_dict, osp.join(self.opt['path']['models'], save_filename))
+
+
+def save_training_state(self, epoch, current_iter):
+    """Drop-in replacement of ``BaseModel.save_training_state`` (rank 0 only, as BasicSR's), written with
+    :func:`atomic_save`. Nothing is saved for BasicSR's final ``save(-1, -1)``, as before."""
+    if current_iter == -1:
+        return
+    state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
+             'schedulers': [s.state_dict() for s in self.schedulers]}
+    _save_retrying(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+
+def _states_newest_first(state_dir):
+    """Paths of the ``<iter>.state`` files in ``state_dir``, highest iteration first (``.partial`` files excluded)."""
+    if not osp.isdir(state_dir):
+        return []
+    iters = [int(f[:-len('.state')]) for f in os.listdir(state_dir)
+             if f.endswith('.state') and f[:-len('.state')].isdigit()]
+    return [osp.join(state_dir, f'{i}.state') for i in sorted(iters, reverse=True)]
 
 
 def _latest_state(state_dir):
     """Path of the ``<iter>.state`` with the highest iteration in ``state_dir``, or None."""
-    if not osp.isdir(state_dir):
-        return None
-    iters = [int(f[:-len('.state')]) for f in sorted(os.listdir(state_dir))
-             if f.endswith('.state') and f[:-len('.state')].isdigit()]
-    return osp.join(state_dir, f'{max(iters)}.state') if iters else None
+    states = _states_newest_first(state_dir)
+    return states[0] if states else None
+
+
+def _resumed_networks(opt, resume_iter):
+    """The checkpoints ``check_resume`` will load for a resume at ``resume_iter``: ``models/net_<x>_<iter>.pth`` of
+    every ``network_<x>`` except those in ``path.ignore_resume_networks``."""
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    return [osp.join(opt['path']['models'], f"net_{key[len('network_'):]}_{resume_iter}.pth")
+            for key in opt if key.startswith('network_') and key not in ignored]
+
+
+def _load_resumable(opt, state_path, device):
+    """The state at ``state_path`` once it and the networks saved with it load. Raises UserError otherwise."""
+    state = load_training_state(state_path, device)
+    if not isinstance(state, dict) or not isinstance(state.get('iter'), int):
+        raise UserError(f'{state_path}: not a BasicSR training state (no `iter`).')
+    for net_path in _resumed_networks(opt, state['iter']):
+        load_checkpoint(net_path)
+    return state
 
 
 def load_resume_state(opt):
-    """Drop-in replacement of ``basicsr.train.load_resume_state`` fixing three bugs.
+    """Drop-in replacement of ``basicsr.train.load_resume_state`` fixing four bugs.
 
     1. Resuming on a machine without CUDA fails: BasicSR calls ``torch.cuda.current_device()`` and maps every tensor
        with ``storage.cuda(...)``. We map onto the device the model will use (``num_gpu`` 0 means CPU) and load with
@@ -76,25 +397,34 @@ def load_resume_state(opt):
        ``parse_options`` already made absolute under the root path.
     3. ``check_resume`` set ``param_key_t`` of an external teacher to ``params``: a teacher loaded from its
        ``params_ema`` switched weights at every resume.
+    4. ``--auto_resume`` took the newest state even when it (or its ``net_g_<iter>.pth``) did not load, a file cut
+       short by a kill (before :func:`atomic_save`, or a disk error), and failed at every later try. It now skips such
+       a state with a one-line warning and takes the one before. An explicit ``path.resume_state`` that does not load
+       is a :class:`UserError`.
     """
     from basicsr.utils import check_resume
 
-    resume_state_path = None
-    if opt['auto_resume']:
-        resume_state_path = _latest_state(opt['path']['training_states'])
-        if resume_state_path is not None:
-            opt['path']['resume_state'] = resume_state_path
-            print(f'Auto-resume: found {resume_state_path}', flush=True)
-        else:
-            print(f"Auto-resume: no training state in {opt['path']['training_states']}; starting from scratch.",
-                  flush=True)
-    elif opt['path'].get('resume_state'):
-        resume_state_path = opt['path']['resume_state']
-
-    if resume_state_path is None:
-        return None
     device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
-    resume_state = load_training_state(resume_state_path, device)
+    resume_state = None
+    if opt['auto_resume']:
+        for state_path in _states_newest_first(opt['path']['training_states']):
+            try:
+                resume_state = _load_resumable(opt, state_path, device)
+            except UserError as err:
+                print(f'srdistill: warning: auto-resume skips {osp.basename(state_path)}: {err}', file=sys.stderr,
+                      flush=True)
+                continue
+            opt['path']['resume_state'] = state_path
+            print(f'Auto-resume: found {state_path}', flush=True)
+            break
+        else:
+            print(f"Auto-resume: no loadable training state in {opt['path']['training_states']}; starting from "
+                  'scratch.', flush=True)
+    elif opt['path'].get('resume_state'):
+        resume_state = _load_resumable(opt, opt['path']['resume_state'], device)
+
+    if resume_state is None:
+        return None
     # check_resume also resets every ``param_key_*`` to ``params``, those of the networks it must leave alone (an
     # external teacher, ``ignore_resume_networks``) included: keep theirs.
     kept = {f"param_key_{n.replace('network_', '')}" for n in opt['path'].get('ignore_resume_networks') or []}
@@ -117,6 +447,7 @@ def _with_option_defaults(parse_options):
     """
 
     def parse_options_with_defaults(root_path, is_train=True):
+        check_force_yml(sys.argv)
         opt, args = parse_options(root_path, is_train=is_train)
         note = cpu_prefetch_fallback(opt)
         if note:
@@ -225,11 +556,21 @@ def normalize_argv(argv):
 
 def _patch_pipelines():
     """Point ``basicsr.train`` / ``basicsr.test`` at the fixed functions (they look them up as module globals)."""
+    from basicsr.utils.dist_util import master_only
+
     train_mod = importlib.import_module('basicsr.train')
     test_mod = importlib.import_module('basicsr.test')
     train_mod.load_resume_state = load_resume_state
-    importlib.import_module('basicsr.utils.options').init_dist = init_dist
-    importlib.import_module('basicsr.models.base_model').BaseModel.model_to_device = model_to_device
+    options_mod = importlib.import_module('basicsr.utils.options')
+    options_mod.init_dist = init_dist
+    options_mod.ordered_yaml = ordered_yaml
+    options_mod._postprocess_yml_value = _postprocess_yml_value
+    base_model = importlib.import_module('basicsr.models.base_model').BaseModel
+    base_model.model_to_device = model_to_device
+    base_model.load_network = load_network
+    base_model.save_network = master_only(save_network)
+    base_model.save_training_state = master_only(save_training_state)
+    _weights_only_side_loads()
     for mod in (train_mod, test_mod):
         if not hasattr(mod.parse_options, '__wrapped__'):
             mod.parse_options = _with_option_defaults(mod.parse_options)

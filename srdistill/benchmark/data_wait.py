@@ -26,16 +26,14 @@ import time
 from os import path as osp
 
 import torch
-import yaml
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
 from basicsr.models import build_model
 from basicsr.utils import set_random_seed
-from basicsr.utils.options import ordered_yaml
 
 from srdistill.benchmark.measure import sync
-from srdistill.compat import cpu_prefetch_fallback
+from srdistill.compat import cpu_prefetch_fallback, load_options_file
 from srdistill.utils.errors import UserError
 from srdistill.utils.options import check_train_options
 
@@ -71,8 +69,7 @@ def load_train_options(opt_path, device, root=None, num_worker=None, amp=None, c
     """
     if not osp.isfile(opt_path):
         raise UserError(f'options file {opt_path} does not exist.')
-    with open(opt_path) as f:
-        opt = yaml.load(f, Loader=ordered_yaml()[0])
+    opt = load_options_file(opt_path)  # safe: an options file is data, never code (and a bad one is one line)
     if not isinstance(opt, dict) or not isinstance((opt.get('datasets') or {}).get('train'), dict):
         raise UserError(f'{opt_path}: option `datasets.train` is missing.')
     device = torch.device(device)
