@@ -264,23 +264,23 @@ def _weights_only_side_loads():
             mod.torch = proxy
 
 
-PARTIAL = '.partial'  # ``.<name>.partial``: the file being written; never a ``<iter>.state`` or ``net_g_<iter>.pth``
-
-
 def atomic_save(obj, path):
     """``torch.save(obj, path)`` that leaves either the old file or the complete new one, never a half-written one.
 
     BasicSR wrote ``training_states/<iter>.state`` and ``models/net_g_<iter>.pth`` in place: a kill during the write
     left a 0-byte or truncated file, and every later ``--auto_resume`` failed on it (``EOFError``, ``PytorchStreamReader
-    failed``). The data goes to ``.<name>.partial`` in the same folder, is flushed and fsynced, then renamed over
-    ``path`` (atomic on POSIX). A ``.partial`` file left by a killed run is removed by the next save in that folder.
+    failed``). The data goes to the hidden temporary name of :mod:`srdistill.utils.partial_files` in the same folder
+    (never a ``<iter>.state`` or ``net_g_<iter>.pth``), is flushed and fsynced, then renamed over ``path`` (atomic on
+    POSIX). Temporary files left by a killed run are removed by the next save in that folder.
 
     Args:
         obj: What to save.
         path (str): The destination.
     """
-    folder, name = osp.split(path)
-    tmp = osp.join(folder, f'.{name}{PARTIAL}')
+    from srdistill.utils.partial_files import partial_path, remove_stale
+
+    folder = osp.dirname(path) or '.'
+    tmp = partial_path(path)
     try:
         with open(tmp, 'wb') as f:
             torch.save(obj, f)
@@ -292,16 +292,14 @@ def atomic_save(obj, path):
             os.remove(tmp)
         raise
     try:  # make the rename itself durable
-        fd = os.open(folder or '.', os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError:
         pass
-    for stale in os.listdir(folder or '.'):
-        if stale.startswith('.') and stale.endswith(PARTIAL):
-            os.remove(osp.join(folder, stale))
+    remove_stale(folder)
 
 
 def _save_retrying(obj, path):
@@ -353,7 +351,7 @@ def save_training_state(self, epoch, current_iter):
 
 
 def _states_newest_first(state_dir):
-    """Paths of the ``<iter>.state`` files in ``state_dir``, highest iteration first (``.partial`` files excluded)."""
+    """Paths of the ``<iter>.state`` files in ``state_dir``, highest iteration first (temporary files excluded)."""
     if not osp.isdir(state_dir):
         return []
     iters = [int(f[:-len('.state')]) for f in os.listdir(state_dir)

@@ -185,8 +185,9 @@ def test_auto_resume_skips_states_that_do_not_load(tiny_opt, tmp_path):
     (states / '6.state').write_bytes(b'')  # cut short by a kill (what BasicSR's in-place torch.save left)
     net_4 = (models / 'net_g_4.pth').read_bytes()
     (models / 'net_g_4.pth').write_bytes(net_4[:len(net_4) // 2])  # 4.state is fine, its network is not
-    (states / '.8.state.partial').write_bytes(b'PK')  # what a kill during atomic_save leaves
-    (models / '.net_g_8.pth.partial').write_bytes(b'PK')
+    dead = 4194305  # above Linux's highest process id: a process that no longer runs
+    (states / f'.8.partial{dead}.state').write_bytes(b'PK')  # what a kill during atomic_save leaves
+    (models / f'.net_g_8.partial{dead}.pth').write_bytes(b'PK')
 
     result = run_train(tmp_path, '-opt', opt_path, '--auto_resume', '--force_yml', 'train:total_iter=6')
     assert result.returncode == 0, result.stderr[-3000:]
