@@ -5,9 +5,11 @@ import subprocess
 import sys
 from os import path as osp
 
+import cv2
+import numpy as np
 import pytest
 import torch
-from conftest import make_paired_folder
+from conftest import make_paired_folder, photo_crops
 
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.data.download import sha256sum
@@ -175,3 +177,149 @@ def test_export_of_another_checkpoint_in_the_way_needs_overwrite(net, tmp_path):
     sidecars = export(second, ('pth', ), out, exits=[2, 4], overwrite=True)
     on_disk = [json.load(open(osp.join(out, f'net_e{d}_x4.pth.json'))) for d in (2, 4)]
     assert on_disk == sidecars and sidecars[0]['source_sha256'] == sha256sum(second)
+
+
+# --- weak item: a killed prepare_data, and a rerun ---------------------------------------------------------------
+
+_KILLED_PREPARE = '''
+import os, signal, sys
+from srdistill.data import prepare
+src, out = sys.argv[1:]
+imwrite, calls = prepare.cv2.imwrite, []
+def die_after_the_third(path, img):
+    calls.append(imwrite(path, img))
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return calls[-1]
+prepare.cv2.imwrite = die_after_the_third
+prepare.prepare_paired_folder([src], out, crop_size=48, step=48, workers=1, show_progress=False)
+'''
+
+
+@pytest.fixture
+def hr_photos(tmp_path):
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    for i, img in enumerate(photo_crops(2, 96)):
+        cv2.imwrite(str(folder / f'p{i}.png'), img)
+    return str(folder)
+
+
+def test_rerun_after_a_killed_prepare_removes_its_leftovers_and_completes(hr_photos, tmp_path):
+    from srdistill.data.checks import check_paired_folders
+    from srdistill.data.prepare import prepare_paired_folder
+    out = str(tmp_path / 'set')
+    proc = subprocess.run([sys.executable, '-c', _KILLED_PREPARE, hr_photos, out], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    hr, lr = osp.join(out, 'HR_sub'), osp.join(out, 'LR_bicubic', 'X4_sub')
+    # killed writing the third HR sub-image: its temporary file is hidden from the dataset's listing
+    assert [n for n in os.listdir(hr) if 'partial' in n] == [f'.p0_s003.partial{proc_pid(hr)}.png']
+    assert sorted(os.listdir(hr))[-2:] == ['p0_s001.png', 'p0_s002.png']
+    (tmp_path / 'set' / 'HR_sub' / f'p1_s001.partial{dead_pid()}.png').write_bytes(b'')  # older runs' name: 0 bytes
+    for overwrite in (True, False):  # --overwrite removes them too
+        summary = prepare_paired_folder([hr_photos], out, crop_size=48, step=48, workers=1, show_progress=False,
+                                        overwrite=overwrite)
+        assert summary['written'] == (16 if overwrite else 0)
+        assert [n for n in os.listdir(hr) + os.listdir(lr) if 'partial' in n] == []
+        assert check_paired_folders(hr, lr, 4, 'datasets.train', exact=True) == 8
+
+
+def proc_pid(folder):
+    """The process id in the one temporary file name of ``folder``."""
+    from srdistill.utils.partial_files import partial_pid
+    return next(partial_pid(n) for n in os.listdir(folder) if 'partial' in n)
+
+
+def test_up_front_check_names_a_leftover_temporary_file(tmp_path):
+    from srdistill.data.checks import check_paired_folders
+    gt, lq = make_paired_folder(str(tmp_path / 'd'), n=2, size=48)
+    leftover = f'img01.partial{dead_pid()}.png'
+    (tmp_path / 'd' / 'HR' / leftover).write_bytes(b'')
+    with pytest.raises(UserError, match=rf'datasets.train.dataroot_gt: {gt} holds {leftover}, left by an interrupted '
+                       r'run: run the command that made the folder again \(tools/prepare_data.py removes such files'):
+        check_paired_folders(gt, lq, 4, 'datasets.train')
+
+
+def test_npy_pack_removes_leftovers_of_a_killed_run(tmp_path):
+    from srdistill.data.npy_pack import pack_npy
+    gt, _ = make_paired_folder(str(tmp_path / 'd'), n=2, size=48)
+    out = tmp_path / 'd' / 'HR_npy'
+    out.mkdir()
+    for name in (f'img00.npy.partial{dead_pid()}.npy', f'.img01.partial{dead_pid()}.npy'):  # older and newer names
+        (out / name).write_bytes(b'\x93NUMPY')
+    pack_npy(gt, workers=1, show_progress=False)
+    assert sorted(os.listdir(out)) == ['img00.npy', 'img01.npy']
+    assert np.array_equal(np.load(out / 'img01.npy'), cv2.imread(osp.join(gt, 'img01.png')))
+
+
+# --- weak item: a.png and a.PNG ----------------------------------------------------------------------------------
+
+def test_images_with_the_same_base_name_are_named(tmp_path):
+    from srdistill.data.npy_pack import pack_npy
+    from srdistill.data.prepare import prepare_paired_folder
+    src = tmp_path / 'src'
+    src.mkdir()
+    a, b = photo_crops(2, 48)
+    cv2.imwrite(str(src / 'a.png'), a)
+    cv2.imwrite(str(src / 'a.PNG'), b)
+    with pytest.raises(UserError, match=rf'{src}/a.PNG and {src}/a.png would both be written as a.png: rename one '
+                       'of them'):
+        prepare_paired_folder([str(src)], str(tmp_path / 'out'), workers=1, show_progress=False)
+    assert not (tmp_path / 'out').exists()
+    with pytest.raises(UserError, match=rf'{src}/a.PNG and {src}/a.png would both be written as a.npy: rename one '
+                       'of them'):
+        pack_npy(str(src), workers=1, show_progress=False)
+
+
+# --- weak item: corrupt pixel data with the length and the end chunk intact ---------------------------------------
+
+def corrupt_png(path, fix_checksum=False):
+    """Zero 64 bytes in the middle of the first IDAT chunk (its CRC updated when ``fix_checksum``)."""
+    import zlib
+    data = bytearray(open(path, 'rb').read())
+    start = data.index(b'IDAT')
+    length = int.from_bytes(data[start - 4:start], 'big')
+    data[start + 4 + length // 2:start + 4 + length // 2 + 64] = bytes(64)
+    if fix_checksum:
+        data[start + 4 + length:start + 8 + length] = zlib.crc32(bytes(data[start:start + 4 + length])).to_bytes(4,
+                                                                                                                  'big')
+    size = osp.getsize(path)
+    open(path, 'wb').write(data)
+    assert osp.getsize(path) == size and data.endswith(b'IEND\xaeB`\x82')
+
+
+def test_corrupt_pixel_data_is_named_up_front(tmp_path):
+    from srdistill.data.checks import check_paired_folders
+    gt, lq = make_paired_folder(str(tmp_path / 'd'), n=2, size=48)
+    corrupt_png(osp.join(gt, 'img01.png'))
+    with pytest.raises(UserError, match=rf'{gt}/img01.png is damaged: its PNG chunk IDAT at byte \d+ fails its '
+                       'checksum. Re-create or re-download it'):
+        check_paired_folders(gt, lq, 4, 'datasets.train')
+
+
+def test_a_failed_decode_in_a_dataset_names_the_file(tiny_opt):
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+
+    from srdistill.data.decode_guard import name_undecodable
+    opt = dict(tiny_opt['datasets']['train'], phase='train', scale=4)
+    corrupt_png(osp.join(opt['dataroot_lq'], 'img02.png'), fix_checksum=True)  # passes the up-front check
+    guarded = name_undecodable(type('GuardedPairedImageDataset', (PairedImageDataset, ), {}))(opt)
+    index = [p['lq_path'] for p in guarded.paths].index(osp.join(opt['dataroot_lq'], 'img02.png'))
+    with pytest.raises(UserError, match=rf'{opt["dataroot_lq"]}/img02.png cannot be decoded \(AttributeError\): '
+                       'its data is damaged. Re-create or re-download it'):
+        guarded[index]
+    assert guarded[(index + 1) % 4]['gt'].shape == (3, 32, 32)  # the other samples load
+
+
+def test_a_damaged_array_in_the_npy_dataset_names_the_file(tmp_path):
+    from srdistill.data.npy_pack import pack_npy
+    from srdistill.data.paired_npy_dataset import PairedNpyDataset
+    gt, lq = (pack_npy(f, workers=1, show_progress=False) for f in make_paired_folder(str(tmp_path / 'd'), n=2))
+    dataset = PairedNpyDataset(dict(dataroot_gt=gt, dataroot_lq=lq, phase='val', scale=4, io_backend={'type': 'disk'},
+                                    filename_tmpl='{}'))
+    with open(osp.join(lq, 'img01.npy'), 'r+b') as f:  # damaged after the up-front check
+        f.write(b'garbage!')
+    assert dataset[0]['lq'].shape == (3, 12, 12)
+    with pytest.raises(UserError, match=rf'{lq}/img01.npy cannot be decoded \(ValueError\)'):
+        dataset[1]

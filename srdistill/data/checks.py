@@ -1,15 +1,19 @@
 """Up-front checks of paired image folders, so bad data fails in the main process with one clear message.
 
 BasicSR finds these problems late (an ``assert`` while building the dataset, or a ``ValueError`` inside a data-loader
-worker after the experiment folder was created). These checks read only file names and image headers.
+worker after the experiment folder was created). These checks read file names and image headers, and checksum PNG
+files without decoding them (:func:`check_png_checksums`); what they cannot see (a damaged JPEG, a PNG damaged with
+its checksums recomputed) is named by the dataset when it fails to decode (:mod:`srdistill.data.decode_guard`).
 """
 import os
+import zlib
 from os import path as osp
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from srdistill.utils.errors import UserError
+from srdistill.utils.partial_files import partial_pid
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 _SHOW = 5  # how many offending names a message lists
@@ -42,6 +46,11 @@ def list_images(folder, role, hint='', extensions=IMAGE_EXTENSIONS):
     names = sorted(n for n in os.listdir(folder) if not n.startswith('.') and osp.isfile(osp.join(folder, n)))
     if not names:
         raise UserError(f'{role}: folder {folder} holds no images. {hint}'.rstrip())
+    leftovers = [n for n in names if partial_pid(n) is not None]
+    if leftovers:  # not hidden: written before temporary files were (utils/partial_files.py)
+        raise UserError(f'{role}: {folder} holds {_listing(leftovers)}, left by an interrupted run: run the command '
+                        'that made the folder again (tools/prepare_data.py removes such files and completes the set), '
+                        'or delete them.')
     others = [n for n in names if osp.splitext(n)[1].lower() not in extensions]
     if others:
         kind = 'images' if extensions == IMAGE_EXTENSIONS else ' '.join(extensions) + ' files'
@@ -80,13 +89,63 @@ def check_complete(path):
         raise UserError(f'{path} is truncated (the end of the file is missing). Re-create or re-download it.')
 
 
-def image_size(path):
-    """(height, width) of an image from its header, after :func:`check_complete`.
+def check_distinct_outputs(paths, output_name):
+    """Raise if two input files would be written under one name (``a.png`` and ``a.PNG`` both become ``a.png``).
+
+    Args:
+        paths (list[str]): Input files.
+        output_name (callable): Input path -> the name it is written as.
 
     Raises:
-        UserError: Empty, truncated, or a file no image reader recognises.
+        UserError: Naming the first two such files and their common output name.
+    """
+    seen = {}
+    for path in sorted(paths):
+        name = output_name(path)
+        if name in seen:
+            raise UserError(f'{seen[name]} and {path} would both be written as {name}: rename one of them.')
+        seen[name] = path
+
+
+def check_png_checksums(path):
+    """Raise if a PNG file's chunks fail their CRC-32: damaged pixel data, which a header and end-chunk check miss.
+
+    Checksums the file without decoding it (the chunks' CRCs, ``zlib.crc32``): measured on a busy 2-core machine,
+    about 3 ms per MB of PNG against 50 ms to decode it (291-sized set: check 0.07 -> 0.3 s). Other formats are not
+    read.
+
+    Raises:
+        UserError: A chunk that fails its checksum or runs past the end of the file.
+    """
+    with open(path, 'rb') as f:
+        data = memoryview(f.read())
+    if data[:8] != b'\x89PNG\r\n\x1a\n':
+        return
+    pos = 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], 'big')
+        kind = bytes(data[pos + 4:pos + 8]).decode('latin-1')
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            break
+        if zlib.crc32(data[pos + 4:end]) != int.from_bytes(data[end:end + 4], 'big'):
+            raise UserError(f'{path} is damaged: its PNG chunk {kind} at byte {pos} fails its checksum. Re-create or '
+                            're-download it.')
+        if kind == 'IEND':
+            return
+        pos = end + 4
+    raise UserError(f'{path} is damaged: its PNG chunks run past the end of the file at byte {pos}. Re-create or '
+                    're-download it.')
+
+
+def image_size(path):
+    """(height, width) of an image from its header, after :func:`check_complete` and :func:`check_png_checksums`.
+
+    Raises:
+        UserError: Empty, truncated, damaged, or a file no image reader recognises.
     """
     check_complete(path)
+    check_png_checksums(path)
     try:
         with Image.open(path) as img:
             width, height = img.size

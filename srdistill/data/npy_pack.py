@@ -13,9 +13,10 @@ import numpy as np
 from basicsr.utils import imfrombytes
 from tqdm import tqdm
 
-from srdistill.data.checks import check_complete, list_images
+from srdistill.data.checks import check_complete, check_distinct_outputs, list_images
 from srdistill.data.prepare import worker_pool
 from srdistill.utils.errors import UserError
+from srdistill.utils.partial_files import partial_path, remove_stale
 
 NPY_SUFFIX = '_npy'
 
@@ -46,7 +47,7 @@ def _pack_one(name, folder, out, overwrite):
     if osp.exists(target) and not overwrite:
         return 0
     img = read_color(osp.join(folder, name))
-    tmp = f'{target}.partial{os.getpid()}.npy'
+    tmp = partial_path(target)
     try:
         np.save(tmp, img)
     except OSError as err:
@@ -60,7 +61,7 @@ def pack_npy(folder, out=None, overwrite=False, workers=None, show_progress=True
     """Write every image of ``folder`` as ``<out>/<base name>.npy`` (uint8 BGR, as the PNG dataset decodes it).
 
     Resumable: existing arrays are kept unless ``overwrite``; each is written under a temporary name and renamed, so an
-    interrupted run leaves no half-written array.
+    interrupted run leaves no half-written array (and the next run removes a killed run's temporary files).
 
     Args:
         folder (str): Image folder, e.g. ``datasets/291/HR``.
@@ -79,12 +80,9 @@ def pack_npy(folder, out=None, overwrite=False, workers=None, show_progress=True
     if osp.realpath(out) == osp.realpath(folder):
         raise UserError(f'the .npy output folder {out} is the image folder itself. Choose another output.')
     names = list_images(folder, folder)
-    bases = [osp.splitext(n)[0] for n in names]
-    twins = sorted({b for b in bases if bases.count(b) > 1})
-    if twins:
-        raise UserError(f'{folder} holds several images with the same base name ({", ".join(twins[:5])}): their '
-                        '.npy files would collide. Rename them.')
+    check_distinct_outputs([osp.join(folder, n) for n in names], lambda f: osp.splitext(osp.basename(f))[0] + '.npy')
     os.makedirs(out, exist_ok=True)
+    remove_stale(out)  # temporary files of a run that was killed
     job = partial(_pack_one, folder=folder, out=out, overwrite=overwrite)
     workers = min(workers or os.cpu_count() or 1, len(names))
     bar = tqdm(total=len(names), unit='image', desc=f'Packing {osp.basename(out)}', disable=not show_progress)

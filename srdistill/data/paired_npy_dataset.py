@@ -7,8 +7,11 @@ from basicsr.utils.color_util import bgr2ycbcr
 from basicsr.utils.registry import DATASET_REGISTRY
 from torchvision.transforms.functional import normalize
 
+from srdistill.data.decode_guard import name_undecodable
+
 
 @DATASET_REGISTRY.register()
+@name_undecodable
 class PairedNpyDataset(PairedImageDataset):
     """BasicSR's ``PairedImageDataset`` on folders of ``.npy`` arrays (``tools/prepare_data.py ... --npy``).
 
@@ -21,7 +24,8 @@ class PairedNpyDataset(PairedImageDataset):
 
     Options are ``PairedImageDataset``'s: ``dataroot_gt``, ``dataroot_lq`` (folders of ``.npy`` files),
     ``meta_info_file``, ``filename_tmpl``, ``gt_size``, ``use_hflip``, ``use_rot``, ``color``, ``mean``, ``std``;
-    ``io_backend`` may be left out (the arrays are read from disk; ``lmdb`` does not apply).
+    ``io_backend`` may be left out (the arrays are read from disk; ``lmdb`` does not apply). An array that cannot be
+    read is named (:func:`~srdistill.data.decode_guard.name_undecodable`).
     """
 
     def __init__(self, opt):

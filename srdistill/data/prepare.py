@@ -14,7 +14,9 @@ Two kinds of sets:
   of its own scale, which reproduces the published LR files pixel for pixel; validation crops the HR to match.
 
 Resumable: finished files are skipped, and every file is written under a temporary name and then renamed, so an
-interrupted run never leaves a half-written image behind. Existing files are never replaced unless ``overwrite``.
+interrupted run never leaves a half-written image behind. A run killed while writing leaves its (hidden) temporary
+file; the next run removes it (:mod:`srdistill.utils.partial_files`) and writes what is missing. Existing files are
+never replaced unless ``overwrite``.
 """
 import math
 import os
@@ -26,16 +28,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from srdistill.data.checks import IMAGE_EXTENSIONS, check_complete
+from srdistill.data.checks import IMAGE_EXTENSIONS, check_complete, check_distinct_outputs
 from srdistill.utils.errors import UserError
 from srdistill.utils.matlab_imresize import imresize, mod_crop
+from srdistill.utils.partial_files import partial_path, remove_stale
 
 
 def find_images(inputs):
     """Image files named by ``inputs`` (files or folders, not recursive), sorted by name within each folder.
 
     Raises:
-        UserError: An input that does not exist, or no image found.
+        UserError: An input that does not exist, no image found, or two images of the same base name (``a.png`` and
+            ``a.PNG``), which would be written as one file.
     """
     files = []
     for item in inputs:
@@ -48,6 +52,7 @@ def find_images(inputs):
             raise UserError(f'{item} does not exist.')
     if not files:
         raise UserError(f'no image files ({" ".join(IMAGE_EXTENSIONS)}) found in {" ".join(inputs)}.')
+    check_distinct_outputs(files, lambda f: osp.splitext(osp.basename(f))[0] + '.png')
     return files
 
 
@@ -121,8 +126,7 @@ def write_image(img, path, overwrite=False):
     if osp.exists(path) and not overwrite:
         return False
     os.makedirs(osp.dirname(path), exist_ok=True)
-    root, ext = osp.splitext(path)
-    tmp = f'{root}.partial{os.getpid()}{ext}'
+    tmp = partial_path(path)
     if not cv2.imwrite(tmp, img):
         raise UserError(f'could not write {path}: check the folder is writable and the disk is not full.')
     os.replace(tmp, path)
@@ -212,6 +216,8 @@ def prepare_paired_folder(inputs, out_root, scales=(4, ), mod_crop_hr=True, crop
         if bad:
             raise UserError(f'--crop-size {crop_size} and --step {step} must be multiples of every scale ({bad} does '
                             'not divide them), so each HR sub-image has an exact LR counterpart.')
+    for folder in outputs | {osp.realpath(osp.join(out_root, f'HR{sub}'))}:
+        remove_stale(folder)  # temporary files of a run that was killed
     job = partial(_prepare_one, out_root=out_root, scales=tuple(scales), mod_crop_hr=mod_crop_hr, crop_size=crop_size,
                   step=step, min_size=min_size, keep_channels=keep_channels, overwrite=overwrite)
     workers = min(workers or os.cpu_count() or 1, len(files))
