@@ -323,3 +323,13 @@ def test_a_damaged_array_in_the_npy_dataset_names_the_file(tmp_path):
     assert dataset[0]['lq'].shape == (3, 12, 12)
     with pytest.raises(UserError, match=rf'{lq}/img01.npy cannot be decoded \(ValueError\)'):
         dataset[1]
+
+
+def test_training_on_a_damaged_png_stops_before_anything_is_written(tiny_opt, tmp_path):
+    from conftest import run_train, write_opt
+    corrupt_png(osp.join(tiny_opt['datasets']['train']['dataroot_gt'], 'img01.png'))
+    proc = run_train(tmp_path, '-opt', write_opt(tmp_path / 'tiny.yml', tiny_opt))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith('srdistill: error: ')
+    assert 'train/HR/img01.png is damaged: its PNG chunk IDAT' in proc.stderr
+    assert not (tmp_path / 'experiments').exists()
