@@ -40,6 +40,7 @@ setup(
         'onnx',
         'onnxruntime',
         'onnxscript',  # torch.onnx's exporter (torch.export based) needs it
+        'optuna',  # tools/tune.py: the hyper-parameter search and its on-disk study
     ],
     extras_require={'test': ['pytest', 'ruff']},
 )

@@ -1,0 +1,1 @@
+"""Hyper-parameter search (``tools/tune.py``) on a validation split of the training images."""

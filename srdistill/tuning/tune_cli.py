@@ -1,0 +1,94 @@
+"""``tools/tune.py``: search loss weights, exit placement and method switches with Optuna, on a validation split.
+
+Each trial trains the options it draws (through the ablation runner: the same training, resuming and evaluation as
+``tools/ablate.py``) and scores the student exit's best PSNR on ``select_on``. Rerun the command to go on: the study is
+stored in ``<out>/study.db``, finished trials are kept and an interrupted one resumes.
+"""
+import argparse
+import csv
+import json
+import sys
+from os import path as osp
+
+from srdistill.ablation.runner import AblationRunner
+from srdistill.tuning.study import load_tune_plan, open_study, runner_plan, suggest, trial_job
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog='tools/tune.py', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog='Example: python tools/tune.py -opt options/tune_291.yml --trials 20')
+    p.add_argument('-opt', required=True, help='tuning file (YAML)')
+    p.add_argument('--trials', type=int, default=None, help='complete trials to reach (default: the file\'s `trials`)')
+    p.add_argument('--out', default=None, help='output folder (default: experiments/tuning/<name>)')
+    p.add_argument('--stop-after', type=float, default=None, metavar='MIN',
+                   help='start no new trial after this many minutes (the running one finishes); rerun to go on')
+    p.add_argument('--device', default=None, help='evaluation device (default: cuda when present, else cpu)')
+    p.add_argument('--summary-only', action='store_true', help='only (re)write trials.csv and best.json')
+    return p.parse_args(argv)
+
+
+def objective_fn(plan, runner):
+    """The Optuna objective: train the trial's options (or reuse its result), return the student's best PSNR."""
+
+    def objective(trial):
+        values = suggest(trial, plan)
+        job = trial_job(plan, values)
+        trial.set_user_attr('job', job['name'])
+        if not runner.is_done(job):
+            runner.run_job(job)
+        with open(runner.result_path(job)) as f:
+            result = json.load(f)
+        trial.set_user_attr('best_iter', result['best_iter'])
+        trial.set_user_attr('curve', result['curve'])
+        return max(psnr for _, psnr in result['curve'])
+
+    return objective
+
+
+def write_summary(study, out):
+    """``trials.csv`` (every trial: state, objective, parameters) and ``best.json``. Returns the best trial or None."""
+    from optuna.trial import TrialState
+    trials = study.get_trials(deepcopy=False)
+    names = sorted({k for t in trials for k in t.params})
+    with open(osp.join(out, 'trials.csv'), 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['number', 'state', 'psnr', 'best_iter', 'job'] + names)
+        for t in trials:
+            writer.writerow([t.number, t.state.name, '' if t.value is None else f'{t.value:.4f}',
+                             t.user_attrs.get('best_iter', ''), t.user_attrs.get('job', '')]
+                            + [t.params.get(n, '') for n in names])
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not done:
+        return None
+    best = max(done, key=lambda t: t.value)
+    with open(osp.join(out, 'best.json'), 'w') as f:
+        json.dump({'number': best.number, 'psnr': best.value, 'params': best.params, 'job': best.user_attrs.get('job'),
+                   'complete_trials': len(done)}, f, indent=1)
+    return best
+
+
+def main(argv=None):
+    import optuna
+    from optuna.trial import TrialState
+    args = parse_args(argv)
+    plan = load_tune_plan(args.opt)
+    out = args.out or osp.join('experiments', 'tuning', plan['name'])
+    study = open_study(plan, out)
+    if not args.summary_only:
+        target = args.trials if args.trials is not None else plan.get('trials', 20)
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, )))
+        runner = AblationRunner(runner_plan(plan), [], out, device=args.device)
+        print(f'tuning {plan["name"]}: {done} of {target} trials complete; study in {out}/study.db')
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if target > done:
+            study.optimize(objective_fn(plan, runner), n_trials=target - done, catch=(RuntimeError, ),
+                           timeout=None if args.stop_after is None else 60 * args.stop_after)
+    best = write_summary(study, out)
+    if best is None:
+        print('no complete trial yet', file=sys.stderr)
+        return 1
+    print(f'best: trial {best.number}, e{plan["student"]} {plan["select_on"]} PSNR {best.value:.3f} dB, '
+          f'{best.params}; written: {out}/trials.csv, best.json')
+    return 0
+

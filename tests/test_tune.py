@@ -1,0 +1,102 @@
+"""tools/tune.py: an Optuna study over switches, floats and categorical choices, trained for real (tiny network, real
+image crops), scored on a validation split only, stored on disk and resumed."""
+import csv
+import json
+import os
+
+import optuna
+import pytest
+import yaml
+from conftest import make_paired_folder, write_opt
+
+from srdistill.tuning.study import load_tune_plan, open_study, trial_name, trial_options
+from srdistill.tuning.tune_cli import main
+from srdistill.utils.errors import UserError
+
+
+@pytest.fixture
+def tune_file(tiny_opt, tmp_path):
+    tiny_opt['network_g'].update(num_feat=8, num_block=4, exits=[2])
+    base = write_opt(tmp_path / 'base.yml', tiny_opt)
+    root = tmp_path / 'datasets'
+    make_paired_folder(str(root / 'tiny_val'), n=2, size=48, seed=9)
+    os.makedirs(root / 'tiny_val' / 'LR_bicubic')
+    os.rename(root / 'tiny_val' / 'LR', root / 'tiny_val' / 'LR_bicubic' / 'X4')
+    plan = {
+        'name': 'tiny_tune', 'base': base, 'iterations': 4, 'val_freq': 2, 'student': 2, 'select_on': 'tiny_val',
+        'dataroot': str(root), 'seed': 0, 'sampler': {'type': 'RandomSampler', 'seed': 0},
+        'switches': {'contrast': {'train': {'contrast_opt': {'type': 'ContrastiveDistillLoss'}}}},
+        'space': {
+            'train.pixel_opt.distill_weight': {'type': 'float', 'low': 0.0, 'high': 0.5},
+            'network_g.exits': {'type': 'categorical', 'choices': [[2], [1, 2]]},
+            'train.contrast_opt.loss_weight': {'type': 'float', 'low': 0.01, 'high': 1.0, 'log': True,
+                                               'when': 'contrast'},
+        },
+    }
+    path = tmp_path / 'tune.yml'
+    path.write_text(yaml.safe_dump(plan))
+    return str(path)
+
+
+def test_study_runs_resumes_and_writes_its_summary(tune_file, tmp_path):
+    out = str(tmp_path / 'study')
+    assert main(['-opt', tune_file, '--trials', '2', '--out', out]) == 0
+    study = optuna.load_study(study_name='tiny_tune', storage=f'sqlite:///{out}/study.db')
+    done = [t for t in study.trials if t.state.name == 'COMPLETE']
+    assert len(done) == 2
+    for t in done:  # each objective is the student's best PSNR on the validation split, from its result file
+        with open(os.path.join(out, 'results', f'{t.user_attrs["job"]}.json')) as f:
+            result = json.load(f)
+        assert result['selected_on'] == 'tiny_val' and list(result['last']) == ['tiny_val']
+        assert t.value == pytest.approx(max(p for _, p in result['curve']))
+        assert 10 < t.value < 40  # a 4-iteration tiny network on real photos: near bicubic, not garbage
+    rows = list(csv.DictReader(open(os.path.join(out, 'trials.csv'))))
+    assert [r['state'] for r in rows] == ['COMPLETE', 'COMPLETE']
+    best = json.load(open(os.path.join(out, 'best.json')))
+    assert best['psnr'] == pytest.approx(max(t.value for t in done))
+    # a rerun asking for 3 keeps the 2 and adds one
+    assert main(['-opt', tune_file, '--trials', '3', '--out', out]) == 0
+    study = optuna.load_study(study_name='tiny_tune', storage=f'sqlite:///{out}/study.db')
+    assert len([t for t in study.trials if t.state.name == 'COMPLETE']) == 3
+
+
+def test_an_interrupted_trial_is_queued_again_with_its_parameters(tune_file, tmp_path):
+    out = str(tmp_path / 'study')
+    plan = load_tune_plan(tune_file)
+    study = open_study(plan, out)
+    trial = study.ask()  # left RUNNING, as by a killed tuner
+    trial.suggest_categorical('switch.contrast', [False, True])
+    trial.suggest_float('train.pixel_opt.distill_weight', 0.0, 0.5)
+    trial.suggest_categorical('network_g.exits', [0, 1])
+    params = dict(trial.params)
+    study = open_study(plan, out)
+    states = [t.state.name for t in study.trials]
+    assert states == ['FAIL', 'WAITING']
+    assert study.trials[1].params == {} and study.trials[1].user_attrs['resumes'] == 0
+    assert main(['-opt', tune_file, '--trials', '1', '--out', out]) == 0
+    study = optuna.load_study(study_name='tiny_tune', storage=f'sqlite:///{out}/study.db')
+    resumed = study.trials[1]  # the queued values are used (a real trial has drawn all of its values at its start)
+    assert resumed.state.name == 'COMPLETE' and {k: resumed.params[k] for k in params} == params
+
+
+def test_trial_options_merge_switches_and_dotted_parameters(tune_file):
+    plan = load_tune_plan(tune_file)
+    values = {'switch.contrast': True, 'train.pixel_opt.distill_weight': 0.3, 'network_g.exits': [1, 2],
+              'train.contrast_opt.loss_weight': 0.05}
+    opt = trial_options(plan, values)
+    assert opt['train']['contrast_opt'] == {'type': 'ContrastiveDistillLoss', 'loss_weight': 0.05}
+    assert opt['train']['pixel_opt']['distill_weight'] == 0.3 and opt['network_g']['exits'] == [1, 2]
+    assert 'contrast_opt' not in trial_options(plan, {'switch.contrast': False})['train']
+    assert trial_name(values) == trial_name(dict(reversed(list(values.items()))))
+
+
+def test_test_sets_and_bad_spaces_are_refused(tune_file, tmp_path):
+    plan = yaml.safe_load(open(tune_file))
+    for change, message in (({'select_on': 'Set5'}, 'is a test set'),
+                            ({'space': {'x.y': {'type': 'float', 'low': 1, 'high': 0}}}, 'low'),
+                            ({'space': {'x.y': {'type': 'float', 'low': 0, 'high': 1, 'when': 'nope'}}}, 'switches'),
+                            ({'space': {}, 'switches': {}}, 'nothing to tune')):
+        bad = tmp_path / 'bad.yml'
+        bad.write_text(yaml.safe_dump(dict(plan, **change)))
+        with pytest.raises(UserError, match=message):
+            load_tune_plan(str(bad))
