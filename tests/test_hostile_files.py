@@ -333,3 +333,18 @@ def test_training_on_a_damaged_png_stops_before_anything_is_written(tiny_opt, tm
     assert proc.stderr.strip().splitlines()[-1].startswith('srdistill: error: ')
     assert 'train/HR/img01.png is damaged: its PNG chunk IDAT' in proc.stderr
     assert not (tmp_path / 'experiments').exists()
+
+
+def test_split_removes_leftovers_of_a_killed_run(hr_photos, tmp_path):
+    from srdistill.data.checks import check_paired_folders
+    from srdistill.data.prepare import prepare_paired_folder
+    from srdistill.data.splits import carve_split
+    source = str(tmp_path / 'set')
+    prepare_paired_folder([hr_photos], source, workers=1, show_progress=False)
+    val_hr = tmp_path / 'set_val' / 'HR'
+    val_hr.mkdir(parents=True)
+    (val_hr / f'p0.png.partial{dead_pid()}').write_bytes(b'')  # the name a killed split left before
+    split = carve_split(source, fraction=0.5, list_dir=str(tmp_path / 'lists'))
+    assert len(split['val']) == 1 and os.listdir(val_hr) == split['val']
+    lq = osp.join(split['val_root'], 'LR_bicubic', 'X4')
+    assert check_paired_folders(str(val_hr), lq, 4, 'datasets.val') == 1

@@ -18,6 +18,7 @@ from os import path as osp
 import numpy as np
 
 from srdistill.utils.errors import UserError
+from srdistill.utils.partial_files import partial_path, remove_stale
 
 SPLITS_DIR = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir, 'datasets', 'splits'))
 
@@ -30,7 +31,7 @@ def read_list(path):
 
 def _write_list(path, names, header=None):
     os.makedirs(osp.dirname(path), exist_ok=True)
-    tmp = f'{path}.partial{os.getpid()}'
+    tmp = partial_path(path)
     with open(tmp, 'w') as f:
         if header:
             f.write(''.join(f'# {line}\n' for line in header))
@@ -42,7 +43,7 @@ def _place(src, dst):
     if osp.exists(dst):
         return False
     os.makedirs(osp.dirname(dst), exist_ok=True)
-    tmp = f'{dst}.partial{os.getpid()}'
+    tmp = partial_path(dst)
     try:
         os.link(src, tmp)
     except OSError:
@@ -104,6 +105,8 @@ def carve_split(source, fraction=0.1, seed=0, list_dir=SPLITS_DIR, out_root=None
     lr_root = osp.join(source, 'LR_bicubic')
     scales = sorted(d for d in (os.listdir(lr_root) if osp.isdir(lr_root) else [])
                     if d.startswith('X') and d[1:].isdigit())
+    for folder in [list_dir, osp.join(val_root, 'HR')] + [osp.join(val_root, 'LR_bicubic', s) for s in scales]:
+        remove_stale(folder)  # temporary files of a run that was killed
     for n in val:
         _place(osp.join(hr, n), osp.join(val_root, 'HR', n))
         for scale in scales:
