@@ -5,8 +5,13 @@
         --output out/
 
 Images, folders and globs; PNG, JPEG, BMP, TIFF and WebP; grayscale, RGBA and 16-bit kept in their kind. An input
-that cannot be read is reported and skipped; the others finish and the exit status is 1. Inputs are never
-overwritten; existing outputs only with --overwrite.
+that cannot be read, or that fails (out of memory, for one), is reported in one line and skipped; the others finish
+and the exit status is 1. Inputs are never overwritten; existing outputs only with --overwrite.
+
+--tile bounds memory (one tile's work plus the 8/16-bit output; docs/infer_memory.md); by default tiles overlap by
+what makes them exact for the network (twice its receptive-field radius: 2 * (2 * blocks + 3) LR pixels).
+
+A TorchScript file is a program, not data: it runs only with --trust-torchscript. Prefer .safetensors or .onnx.
 """
 import argparse
 import glob
@@ -15,6 +20,7 @@ import sys
 from os import path as osp
 
 import cv2
+import torch
 from tqdm import tqdm
 
 from srdistill.data.checks import IMAGE_EXTENSIONS, check_complete
@@ -22,7 +28,8 @@ from srdistill.data.prepare import write_image
 from srdistill.evaluation.exits import default_device
 from srdistill.inference.images import upscale_image
 from srdistill.inference.runners import PRECISIONS, load_runner
-from srdistill.utils.errors import UserError, report_errors
+from srdistill.utils.errors import UserError, first_line, report_errors
+from srdistill.utils.tiling import plan_overlap
 
 
 def build_parser():
@@ -34,11 +41,15 @@ def build_parser():
     p.add_argument('--output', required=True, help='output folder')
     p.add_argument('--suffix', default='', help='added to each output name, e.g. _x4 (default: none)')
     p.add_argument('--tile', type=int, help='LR tile size: bounded memory for large images')
-    p.add_argument('--tile-overlap', type=int, default=32, help='default: 32')
+    p.add_argument('--tile-overlap', type=int, help='LR pixels shared by neighbouring tiles (default: exact for the '
+                   'network, twice its receptive-field radius; 32 when that is unknown)')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--precision', default='fp32', choices=list(PRECISIONS), help='fp16/bf16 need CUDA')
     p.add_argument('--param-key', default='params', choices=['params', 'params_ema'])
     p.add_argument('--overwrite', action='store_true', help='replace existing outputs')
+    p.add_argument('--trust-torchscript', action='store_true',
+                   help='allow a TorchScript model: it is a program that runs its own code (only from a source you '
+                   'trust)')
     return p
 
 
@@ -78,26 +89,50 @@ def plan_outputs(files, out_dir, suffix, overwrite):
     return outputs
 
 
+# how torch (CPU: "DefaultCPUAllocator: can't allocate memory", CUDA: "CUDA out of memory") and ONNX Runtime ("Failed to
+# allocate memory", std::bad_alloc) say it
+_OUT_OF_MEMORY = ('out of memory', 'allocate memory', 'bad_alloc')
+
+
+def image_failure(src, err, tile):
+    """One line for an image that failed; an out-of-memory failure says how to bound memory."""
+    if isinstance(err, UserError):
+        return f'{str(err).rstrip(".")}.'
+    if isinstance(err, MemoryError) or any(m in str(err).lower() for m in _OUT_OF_MEMORY):
+        advice = f'a smaller --tile than {tile}' if tile else '--tile 512 (or smaller) to bound memory'
+        return f'{src}: out of memory ({type(err).__name__}: {first_line(err, 120)}); use {advice}.'
+    return f'{src}: {type(err).__name__}: {first_line(err, 160)}.'
+
+
 def run(args):
     """Process every input; returns the number of inputs that failed."""
     device = default_device() if args.device == 'auto' else args.device
     files = collect_inputs(args.input)
     outputs = plan_outputs(files, args.output, args.suffix, args.overwrite)
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
-        raise UserError(f'--tile {args.tile} must be larger than --tile-overlap {args.tile_overlap}.')
-    runner = load_runner(args.model, args.exit, device, args.precision, args.param_key)
+    if args.tile is not None and args.tile < 1:
+        raise UserError(f'--tile {args.tile}: a tile size is a positive number of LR pixels.')
+    runner = load_runner(args.model, args.exit, device, args.precision, args.param_key, args.trust_torchscript)
+    overlap, note = plan_overlap(args.tile, args.tile_overlap, runner.radius)
+    if note:
+        print(note, file=sys.stderr)
     os.makedirs(args.output, exist_ok=True)
     failed = []
     for src, dst in tqdm(list(zip(files, outputs)), unit='image', desc='Super-resolving'):
+        message = None
         try:
             check_complete(src)
             img = cv2.imread(src, cv2.IMREAD_UNCHANGED)
             if img is None:
                 raise UserError(f'{src} cannot be read as an image')
-            write_image(upscale_image(runner, img, args.tile, args.tile_overlap), dst, overwrite=True)
-        except UserError as err:
+            write_image(upscale_image(runner, img, args.tile, overlap), dst, overwrite=True)
+        except (UserError, MemoryError, RuntimeError, cv2.error) as err:
+            message = image_failure(src, err, args.tile)
+        if message:  # outside the except block: the exception, and the tensors its frames held, are gone
+            img = None
             failed.append(src)
-            tqdm.write(f'skipped: {str(err).rstrip(".")}.', file=sys.stderr)
+            tqdm.write(f'skipped: {message}', file=sys.stderr)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # so that the next image has the failed one's memory
     print(f'{len(files) - len(failed)} of {len(files)} images written to {args.output}'
           + (f'; {len(failed)} failed: {", ".join(failed[:5])}' if failed else ''))
     return len(failed)

@@ -1,65 +1,110 @@
 """Models to run on users' images: an exported file (pth, safetensors, ONNX, TorchScript) or a checkpoint and an exit.
 
-Every runner maps a float32 RGB batch (N, 3, h, w) in [0, 1] to its SR batch (N, 3, h * s, w * s), tiled when asked.
+Every runner maps a float32 RGB batch (N, 3, h, w) in [0, 1] to its SR batch (N, 3, h * s, w * s), float32 in
+[0, 1], on the CPU; it has ``scale`` (s) and ``radius``, the receptive-field radius in LR pixels that exact tiles need
+(:func:`~srdistill.utils.tiling.receptive_radius`; None when the file is not an SRResNet). Tiling is the caller's
+(:func:`~srdistill.inference.images.upscale_image`), one tile on the device at a time.
+
+Weights are data in ``.pth`` (read with ``weights_only=True``), ``.safetensors`` and ONNX files; a TorchScript file
+is a program (its ``forward`` and ``__setstate__`` run its own code, which can read and write files), so it is loaded
+only when the user says they trust it. Non-finite weights (a run that diverged) are refused in every format.
 """
 import warnings
+import zipfile
 from os import path as osp
 
 import numpy as np
 import torch
+from basicsr.archs.srresnet_arch import MSRResNet
 
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
-from srdistill.evaluation.checkpoints import infer_network_opt, load_checkpoint
+from srdistill.evaluation.checkpoints import check_finite, infer_network_opt, load_checkpoint
 from srdistill.export.formats import JIT_DEPRECATION
-from srdistill.utils.errors import UserError
-from srdistill.utils.tiling import tiled_forward
+from srdistill.utils.errors import UserError, first_line
+from srdistill.utils.tiling import receptive_radius
 
 PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
-class TorchRunner:
-    """A PyTorch network (optionally one exit of a multi-exit network), on CPU or CUDA, in fp32/fp16/bf16."""
+def _srresnet_radius(state, path):
+    """Receptive-field radius of the SRResNet whose weights (by name) are ``state``; None for another network."""
+    try:
+        return receptive_radius(infer_network_opt(state, path)['num_block'])
+    except UserError:
+        return None
 
-    def __init__(self, net, scale, device, precision='fp32', exit_depth=None, channels_last=True):
+
+class TorchRunner:
+    """A PyTorch network (optionally one exit of a multi-exit network), on CPU or CUDA, in fp32/fp16/bf16.
+
+    ``radius`` defaults to the receptive-field radius of an (exit of an) MSRResNet, else None (unknown).
+    """
+
+    def __init__(self, net, scale, device, precision='fp32', exit_depth=None, channels_last=True, radius=None):
         if precision != 'fp32' and torch.device(device).type != 'cuda':
             raise UserError(f'--precision {precision} needs a CUDA device; on CPU use fp32.')
         # channels_last: 1.24-1.37x faster than the default layout on the benchmark CPU (docs/speed.md)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(device=device, dtype=PRECISIONS[precision], memory_format=self.memory_format).eval()
         self.scale, self.device, self.dtype, self.exit = scale, torch.device(device), PRECISIONS[precision], exit_depth
+        if radius is None and isinstance(net, MSRResNet):
+            radius = receptive_radius(exit_depth or len(net.body))
+        self.radius = radius
 
     def _forward(self, x):
         return self.net(x) if self.exit is None else self.net(x, exit=self.exit)
 
     @torch.no_grad()
-    def __call__(self, batch, tile=None, overlap=32):
+    def __call__(self, batch):
         x = torch.from_numpy(batch).to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
-        return tiled_forward(self._forward, x, self.scale, tile, overlap).float().clamp_(0, 1).cpu().numpy()
+        return self._forward(x).float().clamp_(0, 1).cpu().numpy()
 
 
 class OnnxRunner:
     """An exported ONNX model run with ONNX Runtime (CUDA provider when available, else CPU)."""
 
     def __init__(self, path):
+        import onnx
         import onnxruntime as ort
+        from onnx import numpy_helper
         providers = [p for p in ('CUDAExecutionProvider', 'CPUExecutionProvider') if p in ort.get_available_providers()]
         try:
             self.session = ort.InferenceSession(path, providers=providers)
         except Exception as err:  # noqa: BLE001 (ORT raises its own exception types)
-            raise UserError(f'{path} is not a loadable ONNX model ({str(err).splitlines()[0][:160]}).') from None
+            raise UserError(f'{path} is not a loadable ONNX model ({first_line(err, 160)}).') from None
+        # the weights stored in the file itself (external data is never read here), by name, for their check and for
+        # the network's depth (srdistill's exports keep the MSRResNet parameter names)
+        weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy())
+                   for t in onnx.load(path, load_external_data=False).graph.initializer
+                   if t.data_location != onnx.TensorProto.EXTERNAL}
+        check_finite(weights, path)
+        self.radius = _srresnet_radius(weights, path)
         self.input = self.session.get_inputs()[0].name
-        probe = np.zeros((1, 3, 8, 8), np.float32)
-        self.scale = self.session.run(None, {self.input: probe})[0].shape[2] // 8
+        probe = self.session.run(None, {self.input: np.full((1, 3, 8, 8), 0.5, np.float32)})[0]
+        if not np.isfinite(probe).all():
+            raise UserError(f'{path} gives non-finite output (inf/nan) for a plain grey image: its weights are broken '
+                            '(a run that diverged?); export it again from a finite checkpoint.')
+        self.scale = probe.shape[2] // 8
 
-    def __call__(self, batch, tile=None, overlap=32):
-        def run(x):
-            return torch.from_numpy(self.session.run(None, {self.input: x.numpy()})[0])
+    def __call__(self, batch):
+        try:
+            out = self.session.run(None, {self.input: batch})[0]
+        except Exception as err:  # noqa: BLE001 (ORT's exception types derive from Exception only)
+            raise RuntimeError(f'ONNX Runtime: {first_line(err)}') from err
+        return np.clip(out, 0, 1, out=out)
 
-        return tiled_forward(run, torch.from_numpy(batch), self.scale, tile, overlap).clamp_(0, 1).numpy()
+
+def is_torchscript(path):
+    """Whether ``path`` is a TorchScript archive, whatever its name (torch's own test: a zip with ``constants.pkl``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(osp.basename(name) == 'constants.pkl' for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 class TorchScriptRunner(TorchRunner):
-    """An exported TorchScript module (``*.torchscript.pt``)."""
+    """An exported TorchScript module (``*.torchscript.pt``); only for files the user trusts (it is a program)."""
 
     def __init__(self, path, device, precision='fp32'):
         try:
@@ -67,16 +112,28 @@ class TorchScriptRunner(TorchRunner):
                 warnings.filterwarnings('ignore', message=JIT_DEPRECATION, category=FutureWarning)
                 module = torch.jit.load(path, map_location='cpu')
         except Exception as err:  # noqa: BLE001
-            reason = str(err).splitlines()[0][:160]
-            raise UserError(f'{path} is not a loadable TorchScript module ({reason}).') from None
+            raise UserError(f'{path} is not a loadable TorchScript module ({first_line(err, 160)}).') from None
+        state = module.state_dict()
+        check_finite(state, path)
         with torch.no_grad():
             scale = module(torch.zeros(1, 3, 8, 8)).shape[2] // 8
-        super().__init__(module, scale, device, precision)
+        super().__init__(module, scale, device, precision, radius=_srresnet_radius(state, path))
 
 
-def load_runner(model, exit_depth=None, device='cpu', precision='fp32', param_key='params'):
+def refuse_torchscript(path):
+    """The one-line refusal of a TorchScript file the user has not said they trust."""
+    return UserError(f'{path} is a TorchScript file, which is a program: loading and running it runs its own code, '
+                     'which can read and write your files. Pass --trust-torchscript only if you trust where it came '
+                     'from; otherwise use a data format: .safetensors or .onnx (tools/export.py --format safetensors '
+                     'onnx).')
+
+
+def load_runner(model, exit_depth=None, device='cpu', precision='fp32', param_key='params', trust_torchscript=False):
     """A runner for ``model``: ``.onnx``, ``*.torchscript.pt``, ``.safetensors``, or a ``.pth`` (an exported exit, a
     plain MSRResNet, or a multi-exit checkpoint with ``exit_depth``; without it the final output is used).
+
+    A TorchScript file (by name or by content) is refused unless ``trust_torchscript``; weights holding inf/nan are
+    refused in every format.
     """
     if not osp.isfile(model):
         raise UserError(f'model {model} does not exist.')
@@ -84,14 +141,17 @@ def load_runner(model, exit_depth=None, device='cpu', precision='fp32', param_ke
         if exit_depth is not None:
             raise UserError('--exit applies to multi-exit checkpoints; an ONNX file is already one exit.')
         return OnnxRunner(model)
-    if model.endswith('.torchscript.pt'):
+    if model.endswith('.torchscript.pt') or (not model.endswith('.safetensors') and is_torchscript(model)):
+        if not trust_torchscript:
+            raise refuse_torchscript(model)
         return TorchScriptRunner(model, device, precision)
     if model.endswith('.safetensors'):
         from safetensors.torch import load_file
         try:
             state = load_file(model)
         except Exception as err:  # noqa: BLE001
-            raise UserError(f'{model} is not a loadable safetensors file ({str(err)[:160]}).') from None
+            raise UserError(f'{model} is not a loadable safetensors file ({first_line(err, 160)}).') from None
+        check_finite(state, model)
         opt = infer_network_opt(state, model)
         net = MultiExitSRResNet(**{k: v for k, v in opt.items() if k != 'type'})
         net.load_state_dict(state, strict=True)
@@ -100,4 +160,3 @@ def load_runner(model, exit_depth=None, device='cpu', precision='fp32', param_ke
     if exit_depth is not None and exit_depth not in net.depths:
         raise UserError(f'--exit {exit_depth}: {model} has no such output; it has {list(net.depths)}.')
     return TorchRunner(net, opt['upscale'], device, precision, exit_depth)
-
