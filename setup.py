@@ -32,6 +32,7 @@ setup(
         'pillow',
         'pyyaml',
         'scikit-image',
+        'scipy',  # t intervals of the paired differences (srdistill/ablation/stats.py)
         'tensorboard',
         'tqdm',
         'lpips',

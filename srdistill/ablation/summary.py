@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from srdistill.ablation.stats import difference_table  # noqa: E402
+
 
 def load_results(out_dir):
     """Every ``results/<job>.json`` of an ablation folder."""
@@ -186,6 +188,15 @@ def write_summary(plan, out_dir, results=None):
                 f"(inherited weights, external teacher) included.")
     text = [f"# Ablation `{plan['name']}`", '', f"Plan: `{plan['path']}` (base `{plan['base']}`).", '',
             f'Protocol: {protocol}', '', markdown(rows, ev['datasets'], plan['student'], ev['select_on'])]
+    reference = plan.get('reference', 'scratch')
+    if all('last_per_image' in r for r in results) and any(r['run'] == reference for r in results):
+        lines, records = difference_table(results, ev['datasets'], reference)
+        text += [f'### Paired per-image differences against `{reference}` (last checkpoint, dB)', '',
+                 'Mean over the seeds both runs have and all images; 95% t intervals over images (of the '
+                 'seed-averaged differences) and over seeds (of the per-seed set means); ** both exclude zero '
+                 '(srdistill/ablation/stats.py).', ''] + lines + ['']
+        with open(osp.join(out_dir, 'differences.json'), 'w') as f:
+            json.dump(records, f, indent=1)
     with open(osp.join(out_dir, 'table.md'), 'w') as f:
         f.write('\n'.join(text))
     write_csv(rows, osp.join(out_dir, 'table.csv'))
