@@ -9,6 +9,7 @@ before any BasicSR module is used (``srdistill/__init__.py`` imports this module
 """
 import ast
 import importlib
+import itertools
 import os
 import os.path as osp
 import pickle
@@ -342,12 +343,87 @@ def save_network(self, net, net_label, current_iter, param_key='params'):
 
 def save_training_state(self, epoch, current_iter):
     """Drop-in replacement of ``BaseModel.save_training_state`` (rank 0 only, as BasicSR's), written with
-    :func:`atomic_save`. Nothing is saved for BasicSR's final ``save(-1, -1)``, as before."""
+    :func:`atomic_save`, and holding the random state the data augmentation draws from (``rng``, see
+    :func:`resume_training`). Nothing is saved for BasicSR's final ``save(-1, -1)``, as before."""
     if current_iter == -1:
         return
     state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
-             'schedulers': [s.state_dict() for s in self.schedulers]}
+             'schedulers': [s.state_dict() for s in self.schedulers], 'rng': _rng_state()}
     _save_retrying(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+
+def _rng_state():
+    """Python's and NumPy's global random states as plain lists and numbers (loadable with ``weights_only``)."""
+    import random
+
+    import numpy as np
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {'python': random.getstate(), 'numpy': [name, keys.tolist(), pos, has_gauss, cached]}
+
+
+def resume_training(self, resume_state):
+    """Drop-in replacement of ``BaseModel.resume_training``: BasicSR's (optimisers, schedulers), then the random
+    state saved with the training state.
+
+    BasicSR's data augmentation (``paired_random_crop``, ``augment``) draws from Python's global ``random`` in the
+    process that loads the data (the main process with ``num_worker_per_gpu: 0``); a resumed run re-seeded it from
+    ``manual_seed`` and so cropped and flipped other patches than the run it continues. Restored here, right before
+    the training loop, on rank 0 (the state is rank 0's; other ranks of a distributed run keep their fresh seeds).
+    Data-loader workers re-seed themselves at every epoch (BasicSR's ``worker_init_fn``) and are not covered.
+    """
+    import random
+
+    import numpy as np
+
+    self._basicsr_resume_training(resume_state)
+    rng = resume_state.get('rng')
+    if rng and self.opt.get('rank', 0) == 0:
+        random.setstate((rng['python'][0], tuple(rng['python'][1]), rng['python'][2]))
+        name, keys, pos, has_gauss, cached = rng['numpy']
+        np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def _resumable_sampler(sampler_cls):
+    """BasicSR's ``EnlargedSampler`` that can skip the samples of its first epoch a resumed run already trained on."""
+
+    class ResumableSampler(sampler_cls):
+        skip = None  # (epoch, number of samples): set by :func:`_continue_the_epoch`, used once
+
+        def __iter__(self):
+            indices = super().__iter__()
+            if self.skip is not None and self.skip[0] == self.epoch:
+                indices = itertools.islice(indices, self.skip[1], None)
+                self.skip = None
+            return indices
+
+    ResumableSampler.__name__ = ResumableSampler.__qualname__ = sampler_cls.__name__
+    return ResumableSampler
+
+
+def _continue_the_epoch(create_train_val_dataloader):
+    """Wrap ``basicsr.train.create_train_val_dataloader`` so a resumed run continues its epoch where it stopped.
+
+    BasicSR resumes at the *start* of the saved epoch: the batches of that epoch already trained on are trained on
+    again and the epoch's last ones are never seen, and a state saved at an epoch's end replays that whole epoch. With
+    iterations counted from 0, epoch ``e`` began at iteration ``e * len(train_loader)``; the sampler (``epoch``-seeded,
+    so the order is the one the interrupted run had) now skips the samples of the iterations done since.
+    """
+
+    def create_continuing(opt, logger):
+        result = create_train_val_dataloader(opt, logger)
+        train_loader, train_sampler = result[0], result[1]
+        state_path = opt['path'].get('resume_state')
+        if state_path and train_loader is not None and hasattr(train_sampler, 'skip') and len(train_loader):
+            state = load_training_state(state_path, 'cpu')
+            done = min(state['iter'] - state['epoch'] * len(train_loader), len(train_loader))
+            if done > 0:
+                train_sampler.skip = (state['epoch'], done * train_loader.batch_size)
+                logger.info(f"Resume: epoch {state['epoch']} continues after its first {done} iterations.")
+        return result
+
+    create_continuing.__wrapped__ = create_train_val_dataloader
+    return create_continuing
 
 
 def _states_newest_first(state_dir):
@@ -568,6 +644,11 @@ def _patch_pipelines():
     base_model.load_network = load_network
     base_model.save_network = master_only(save_network)
     base_model.save_training_state = master_only(save_training_state)
+    if not hasattr(base_model, '_basicsr_resume_training'):
+        base_model._basicsr_resume_training = base_model.resume_training
+        base_model.resume_training = resume_training
+    train_mod.EnlargedSampler = _resumable_sampler(train_mod.EnlargedSampler)
+    train_mod.create_train_val_dataloader = _continue_the_epoch(train_mod.create_train_val_dataloader)
     _weights_only_side_loads()
     for mod in (train_mod, test_mod):
         if not hasattr(mod.parse_options, '__wrapped__'):
