@@ -9,13 +9,20 @@ before the pipeline configures it, and the log file would then never be written.
 from os import path as osp
 
 import torch
-from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 from srdistill.archs.multi_exit_srresnet_arch import SUPPORTED_SCALES
 from srdistill.data.checks import check_meta_info, check_paired_folders
 from srdistill.losses.distill_pairs import distill_pairs
 from srdistill.losses.feature_distill import FeatureDistillLoss
+from srdistill.losses.self_distill_loss import SelfDistillationLoss
+from srdistill.models.self_distill_model import SelfDistillSRModel
+from srdistill.utils.amp import CHOICES as AMP_CHOICES
+from srdistill.utils.amp import amp_dtype
 from srdistill.utils.errors import UserError
+from srdistill.utils.option_keys import check_option_keys, did_you_mean, lookup
+from srdistill.utils.option_values import check_values
+from srdistill.utils.pretrained import check_pretrained
 
 PREPARE_HINT = ('Prepare it with `python tools/prepare_data.py folder --hr <HR images> --name <name>` (see '
                 'datasets/README.md), or point the option at your data. To try srdistill without any data: '
@@ -28,12 +35,14 @@ DIV2K_HINT = ('DIV2K is not prepared: see datasets/README.md for how to download
               '`make demo`.')
 
 
-AMP_CHOICES = (None, False, 'none', 'fp32', 'bf16', 'fp16')  # what SelfDistillSRModel accepts
-
-
 def _build(registry, component_opt):
     component_opt = dict(component_opt)
-    return registry.get(component_opt.pop('type'))(**component_opt)
+    name = component_opt.pop('type')
+    cls = lookup(registry, name)
+    if cls is None:
+        raise KeyError(f'No object named {name!r} found in {registry._name!r} registry'
+                       f'{did_you_mean(name, registry.keys())}')
+    return cls(**component_opt)
 
 
 def _reason(err):
@@ -48,10 +57,16 @@ def _build_on_meta(opt, key, opt_path):
         if not isinstance(opt[key], dict) or 'type' not in opt[key]:
             raise ValueError('expected a mapping with a `type` (a registered architecture)')
         with torch.device('meta'):
-            return _build(ARCH_REGISTRY, opt[key])
+            net = _build(ARCH_REGISTRY, opt[key])
     except (ValueError, TypeError, KeyError) as err:
         key = f'{key}.exits' if 'exits' in str(err) else key
         raise UserError(f'{opt_path}: option `{key}`: {_reason(err)}') from None
+    empty = next(((name, p) for name, p in net.named_parameters() if p.numel() == 0), None)
+    if empty is not None:  # e.g. num_feat: 0 builds, and fails at the first forward pass
+        zeros = [f'`{key}.{k}`' for k, v in opt[key].items() if v == 0 and not isinstance(v, bool)]
+        raise UserError(f'{opt_path}: option {" / ".join(zeros) or f"`{key}`"}: {empty[0]} would have shape '
+                        f'{list(empty[1].shape)}, no weights; sizes (channels, blocks) must be at least 1.')
+    return net
 
 
 def _check_scale(opt, opt_path):
@@ -92,10 +107,11 @@ def _check_losses(opt, opt_path, net):
                 losses[key] = _build(LOSS_REGISTRY, train_opt[key])
             except (ValueError, TypeError, KeyError) as err:
                 raise UserError(f'{opt_path}: option `train.{key}`: {_reason(err)}') from None
-    if opt.get('model_type') == 'SelfDistillSRModel' and (train_opt.get('pixel_opt') or {}).get('type') \
-            != 'SelfDistillationLoss':
-        raise UserError(f'{opt_path}: option `train.pixel_opt.type` must be SelfDistillationLoss for model_type '
-                        'SelfDistillSRModel (it computes the loss of every exit).')
+    model_cls = lookup(MODEL_REGISTRY, opt.get('model_type'))
+    if model_cls is not None and issubclass(model_cls, SelfDistillSRModel) \
+            and not isinstance(losses.get('pixel_opt'), SelfDistillationLoss):
+        raise UserError(f'{opt_path}: option `train.pixel_opt.type` must be SelfDistillationLoss (or a subclass) for '
+                        f'model_type {model_cls.__name__} (it computes the loss of every exit).')
     if 'pixel_opt' in losses and hasattr(losses['pixel_opt'], 'teacher'):
         _check_students(losses['pixel_opt'], net, 'train.pixel_opt', opt_path)
     _check_feature_losses(train_opt.get('distill_opts'), net, opt_path)
@@ -150,51 +166,15 @@ def _check_teacher(opt, opt_path, pixel_loss, scale):
     if not path:
         raise UserError(f'{opt_path}: option `path.pretrain_network_t` is missing: `network_t` (the external '
                         'teacher) must be a trained network.')
-    if not osp.isfile(path):
-        raise UserError(f'{opt_path}: option `path.pretrain_network_t`: file {path} does not exist.')
-    _check_teacher_weights(opt, opt_path, net_t, path)
-
-
-def _check_teacher_weights(opt, opt_path, net_t, path):
-    """The teacher checkpoint loads (without unpickling code) and fits ``network_t``, as BasicSR will load it."""
-    try:
-        try:
-            state = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-        except RuntimeError:  # not a zip checkpoint: mmap is not possible
-            state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # noqa: BLE001 (any unpickling/format error means "not a checkpoint")
-        reason = str(err).splitlines()[0][:200]
-        raise UserError(f'{opt_path}: option `path.pretrain_network_t`: {path} is not a loadable PyTorch checkpoint '
-                        f'({reason}).') from None
-    param_key = opt['path'].get('param_key_t', 'params')
-    if param_key is not None and isinstance(state, dict):
-        if param_key not in state and 'params' in state:
-            param_key = 'params'  # BasicSR's fallback
-        state = state.get(param_key, state)
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise UserError(f'{opt_path}: option `path.pretrain_network_t`: {path} holds no network weights under '
-                        f'`{param_key}` (expected a state dict, or BasicSR\'s {{"params": ...}}).')
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-    expected = net_t.state_dict()
-    problems = [f'{k} has shape {list(state[k].shape)}, network_t expects {list(v.shape)}' for k, v in expected.items()
-                if k in state and state[k].shape != v.shape]
-    if opt['path'].get('strict_load_t', True):
-        missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
-        if missing:
-            problems.append(f'missing {", ".join(missing[:3])}{", ..." if len(missing) > 3 else ""}')
-        if unexpected:
-            problems.append(f'unexpected {", ".join(unexpected[:3])}{", ..." if len(unexpected) > 3 else ""}')
-    if problems:
-        raise UserError(f'{opt_path}: option `path.pretrain_network_t`: {path} does not fit `network_t` '
-                        f'({"; ".join(problems[:3])}).')
+    check_pretrained(opt, opt_path, net_t, 't')
 
 
 def _check_training_switches(opt, opt_path):
     train_opt = opt.get('train') or {}
-    amp = train_opt.get('amp')
-    if amp not in AMP_CHOICES:
-        raise UserError(f'{opt_path}: option `train.amp` must be bf16, fp16 or ~ (fp32), got {amp!r}.')
+    try:
+        amp_dtype(train_opt.get('amp'))
+    except ValueError:
+        raise UserError(f'{opt_path}: option `train.amp` must be {AMP_CHOICES}, got {train_opt["amp"]!r}.') from None
     channels_last = train_opt.get('channels_last', False)
     if not isinstance(channels_last, bool):
         raise UserError(f'{opt_path}: option `train.channels_last` must be true or false, got {channels_last!r}.')
@@ -258,15 +238,23 @@ def _check_datasets(opt, opt_path, scale):
             npy=npy)
 
 
-def check_train_options(opt, opt_path):
-    """Check a parsed training options dict; raise :class:`UserError` naming the first bad key or file.
+def check_train_options(opt, opt_path, forced=()):
+    """Check a training options dict; raise :class:`UserError` naming the first bad key or file.
+
+    In order: every key known and every required one present (:mod:`srdistill.utils.option_keys`), the scale, the
+    values (:mod:`srdistill.utils.option_values`), the networks and their pretrained weights, the losses, the
+    training switches, the data.
 
     Args:
-        opt (dict): Options as returned by BasicSR's ``parse_options``.
+        opt (dict): Options as returned by BasicSR's ``parse_options`` (or as read from the file).
         opt_path (str): The options file, named in messages.
+        forced (Iterable[tuple[str, str]]): ``(key path, entry)`` of each ``--force_yml`` entry, named in messages.
     """
+    check_option_keys(opt, opt_path, forced)
     scale = _check_scale(opt, opt_path)
+    check_values(opt, opt_path, scale, forced)
     net = _check_network(opt, opt_path)
+    check_pretrained(opt, opt_path, net, 'g')
     pixel_loss = _check_losses(opt, opt_path, net)
     _check_teacher(opt, opt_path, pixel_loss, scale)
     _check_training_switches(opt, opt_path)
