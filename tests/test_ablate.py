@@ -106,7 +106,8 @@ def test_ablation_trains_evaluates_summarises_and_resumes(tmp_path, capsys):
     # outputs: one table per budget, csv, json, plot
     table = open(osp.join(out, 'table.md')).read()
     assert '### Equal iterations' in table and '### Equal training compute' in table and 'inherit_source' not in table
-    assert 'Δ Test last vs scratch' in table and printed.count('| sd |') == 2
+    assert 'Δ Test last vs scratch' in table and printed.count('\n| sd |') == 2  # a row per budget
+    assert '### Paired per-image differences against `scratch`' in table and '\n| iterations | sd | 1 |' in table
     assert osp.getsize(osp.join(out, 'ablation.png')) > 10000 and osp.isfile(osp.join(out, 'table.csv'))
 
     # rerun: everything is done, nothing trains again
