@@ -126,6 +126,8 @@ def test_missing_required_key(tiny_opt, tmp_path, monkeypatch, capsys, section, 
      "'MultiExitSRResnet' found in 'arch' registry; did you mean `MultiExitSRResNet`?"),
     (lambda o: o['train'].update(ema_decay=1.5), 'option `train.ema_decay` must be a number in [0, 1)'),
     (lambda o: o['val'].update(val_freq=0), 'option `val.val_freq` must be a number >= 1, got 0'),
+    (lambda o: o['datasets']['train'].update(dataset_enlarge_ratio=0),
+     'option `datasets.train.dataset_enlarge_ratio` must be a number > 0, got 0.'),
     (lambda o: o.update(manual_seed=-1), 'option `manual_seed` must be an integer >= 0, got -1'),
     (lambda o: o.update(path=None), 'option `path` is missing'),
     (lambda o: o.update(path='experiments'), "option `path` must be a mapping of options (key: value lines); got "

@@ -204,7 +204,7 @@ class _Walk:
             if key not in keys:
                 self.unknown(path, key, keys, owner, component)
         for key, marker in keys.items():
-            if (marker is REQUIRED or (marker is TRAINING and training)) and value.get(key) is None:
+            if (marker == REQUIRED or (marker == TRAINING and training)) and value.get(key) is None:
                 raise UserError(f'{self.opt_path}: option `{_join(path, key)}` is missing ({owner} needs it).')
 
     def unknown(self, path, key, keys, owner, component=False):
@@ -216,7 +216,7 @@ class _Walk:
             hint = f'; it is an option of `{self.elsewhere[key] or "the top level"}`: ' \
                    f'`{_join(self.elsewhere[key], str(key))}`.'
         elif hint == '.':
-            known = ', '.join(sorted(k for k, m in keys.items() if m is not ADDED))
+            known = ', '.join(sorted(k for k, m in keys.items() if m != ADDED))
             hint = f': {owner} takes no such argument (it takes {known}).' if component else \
                 f': {owner} reads no such key (it reads {known}).'
         raise UserError(f'{where}: unknown option `{full}`{hint}')
@@ -253,14 +253,14 @@ def check_option_keys(opt, opt_path, forced=()):
     model_cls = registered(MODEL_REGISTRY, opt.get('model_type'), 'model_type', opt_path)
     sections = model_keys(model_cls)
     if sections is not None:
-        walk.elsewhere = {k: s for s, keys in sections.items() for k, m in keys.items() if m is not ADDED}
+        walk.elsewhere = {k: s for s, keys in sections.items() for k, m in keys.items() if m != ADDED}
         owner = f'BasicSR ({model_cls.__name__})'
         walk.section(opt, '', sections[''], owner)
         for name in ('path', 'train', 'val', 'logger', 'logger.wandb'):
             value = opt
             for part in name.split('.'):
                 value = value.get(part) if isinstance(value, dict) else None
-            value = walk.mapping(value, name, required=sections[''].get(name) is REQUIRED)
+            value = walk.mapping(value, name, required=sections[''].get(name) == REQUIRED)
             if value is not None:
                 walk.section(value, name, sections.get(name, {}), owner)
         _check_components(walk, opt, sections)

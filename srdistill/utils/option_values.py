@@ -18,6 +18,7 @@ TEXT_KEYS = {'name', 'suffix'}  # free text: an experiment may well be called 1e
 INTEGER = 'an integer'  # an int (a data loader or a crop computes with it)
 COUNT = 'a whole number'  # an int, or a float with an integral value (BasicSR int()s it: `total_iter: !!float 1e6`)
 NUMBER = 'a number'
+POSITIVE = 'a number > 0'  # the smallest value is excluded
 
 # key path ('*' is any dataset phase) -> (kind, smallest value, also allowed)
 RULES = {
@@ -31,7 +32,7 @@ RULES = {
     'val.val_freq': (NUMBER, 1, None),
     'datasets.train.batch_size_per_gpu': (INTEGER, 1, None),
     'datasets.*.num_worker_per_gpu': (INTEGER, 0, None),
-    'datasets.*.dataset_enlarge_ratio': (NUMBER, 1, None),
+    'datasets.*.dataset_enlarge_ratio': (POSITIVE, 0, None),  # 0: no sample, a ZeroDivisionError in train.py
     'datasets.train.gt_size': (INTEGER, 1, None),
 }
 
@@ -71,9 +72,11 @@ def _check_rule(value, path, kind, minimum, also, opt_path):
     if also is not None and value == also:
         return
     whole = kind is INTEGER and isinstance(value, int) or kind is COUNT and _is_number(value) and value == int(value)
-    if not _is_number(value) or (kind is not NUMBER and not whole) or value < minimum:
+    numeric = kind in (NUMBER, POSITIVE)
+    if not _is_number(value) or (not numeric and not whole) or value < minimum or (kind is POSITIVE and value == 0):
         extra = f' or {also}' if also is not None else ''
-        raise UserError(f'{opt_path}: option `{path}` must be {kind} >= {minimum}{extra}, got {value!r}.')
+        bound = '' if kind is POSITIVE else f' >= {minimum}'
+        raise UserError(f'{opt_path}: option `{path}` must be {kind}{bound}{extra}, got {value!r}.')
 
 
 def check_values(opt, opt_path, scale, forced=()):
