@@ -240,6 +240,7 @@ def test_a_failing_image_is_skipped_and_the_others_finish(tmp_path, capsys, monk
     assert sorted(os.listdir(tmp_path / 'out')) == ['a.png', 'd.png']
 
 
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='RLIMIT_AS and /proc/self/status are Linux')
 def test_a_real_out_of_memory_image_is_skipped(tmp_path):
     """Under an address-space limit, an untiled large image fails to allocate and is skipped; the images after it
     are written; with --tile the same image fits (both runs in one process: its start is the slow part)."""
@@ -255,7 +256,7 @@ def test_a_real_out_of_memory_image_is_skipped(tmp_path):
               'import torch, onnxruntime, safetensors.torch\n'
               'size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024\n'
               'resource.setrlimit(resource.RLIMIT_AS, (size + 600 * 2**20, resource.RLIM_INFINITY))\n'
-              'args = ["--model", sys.argv[1], "--input", sys.argv[2], "--output"]\n'
+              'args = ["--model", sys.argv[1], "--device", "cpu", "--input", sys.argv[2], "--output"]\n'
               'untiled = main(args + [sys.argv[3]])\n'
               'sys.exit(10 * untiled + main(args + [sys.argv[4], "--tile", "128"]))\n')
     result = subprocess.run([sys.executable, '-c', script, ckpt, str(inputs), str(tmp_path / 'untiled'),
@@ -278,8 +279,9 @@ def test_memory_benchmark_writes_its_table(tmp_path):
                   '--out', str(out)]) == 0
     report = json.loads((tmp_path / 'infer_memory.json').read_text())
     [row] = report['rows']
-    assert (row['lr_size'], row['hr_size'], row['tile'], row['overlap']) == ('40x30', '160x120', 16, 10)
+    case = (row['lr_size'], row['hr_size'], row['tile'], row['overlap'], row['tiles'])
+    assert case == ('40x30', '160x120', 16, 10, 20)  # 4 x 5 windows of 16 LR pixels, 6 apart
     assert row['peak_rss_mb'] >= row['baseline_rss_mb'] > 0 and row['output_mb'] == 160 * 120 * 3 / 2**20
     text = out.read_text()
     assert 'Command: `python -m srdistill.benchmark.infer_memory --num-feat 4 --num-block 1 --sizes 40x30' in text
-    assert '| 40x30 | 160x120 | 0.1 | 16 (10) |' in text
+    assert '| 40x30 | 160x120 | 0.1 | 16 (10), 20 tiles |' in text

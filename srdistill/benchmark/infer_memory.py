@@ -18,8 +18,10 @@ import sys
 import time
 from os import path as osp
 
-DEFAULT_SIZES = ('250x188', '500x375', '1000x750')
-DEFAULT_UNTILED = ('250x188', '500x375')  # untiled 1000x750 needs ~13 GB (64 channels at 4x), more than CI has
+DEFAULT_SIZES = ('500x375', '1000x750', '2000x1500')
+# untiled memory grows with the pixels (1.7 GB above the baseline at 500x375 on 64 channels): 1000x750 would need
+# about 7 GB, 2000x1500 about 27 GB
+DEFAULT_UNTILED = ('250x188', '500x375')
 
 
 def _mb(n_bytes):
@@ -49,7 +51,7 @@ def measure_case(num_feat, num_block, scale, size, tile):
     from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
     from srdistill.inference.images import upscale_image
     from srdistill.inference.runners import TorchRunner
-    from srdistill.utils.tiling import plan_overlap
+    from srdistill.utils.tiling import plan_overlap, tile_windows
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -63,22 +65,20 @@ def measure_case(num_feat, num_block, scale, size, tile):
     seconds = time.perf_counter() - start
     peak = _peak_rss_mb()
     return dict(lr_size=size, hr_size=f'{w * scale}x{h * scale}', tile=tile, overlap=overlap if tile else None,
-                output_mb=_mb(out.nbytes), baseline_rss_mb=baseline, peak_rss_mb=peak, added_mb=peak - baseline,
-                seconds=seconds)
+                tiles=len(tile_windows(h, w, tile, overlap)), output_mb=_mb(out.nbytes), baseline_rss_mb=baseline,
+                peak_rss_mb=peak, added_mb=peak - baseline, seconds=seconds)
 
 
 def run_cases(num_feat, num_block, scale, sizes, untiled_sizes, tile):
-    """Every case in its own process (so that one's peak is not another's), untiled then tiled per size."""
+    """Every case in its own process (so that one's peak is not another's): the untiled sizes, then the tiled."""
     rows = []
-    for size in sizes:
-        for case_tile in ([None] if size in untiled_sizes else []) + [tile]:
-            args = [sys.executable, '-m', 'srdistill.benchmark.infer_memory', '--case', '--num-feat', str(num_feat),
-                    '--num-block', str(num_block), '--scale', str(scale), '--sizes', size]
-            args += ['--tile', str(case_tile or 0)]
-            result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-            if result.returncode:
-                raise RuntimeError(f'case {size} tile {case_tile} failed: {result.stderr[-2000:]}')
-            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    for size, case_tile in [(size, None) for size in untiled_sizes] + [(size, tile) for size in sizes]:
+        args = [sys.executable, '-m', 'srdistill.benchmark.infer_memory', '--case', '--num-feat', str(num_feat),
+                '--num-block', str(num_block), '--scale', str(scale), '--sizes', size, '--tile', str(case_tile or 0)]
+        result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+        if result.returncode:
+            raise RuntimeError(f'case {size} tile {case_tile} failed: {result.stderr[-2000:]}')
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     return rows
 
 
@@ -92,12 +92,12 @@ def markdown(report):
         f'(`upscale_image`, default overlap = exact tiles), one CPU thread, each case in a fresh process; '
         f'torch {report["environment"]["torch"]}, {report["environment"]["machine"]}. Peak RSS is the process\'s '
         '`ru_maxrss`; the baseline is the same process before the image (Python, torch, the network).', '',
-        '| LR input | SR output | uint8 output (MB) | tile (overlap) | peak RSS (MB) | above baseline (MB) | time (s) '
-        '|',
+        '| LR input | SR output | uint8 output (MB) | tile (overlap), tiles | peak RSS (MB) | above baseline (MB) '
+        '| time (s) |',
         '|---|---|---|---|---|---|---|',
     ]
     for r in report['rows']:
-        tile = f'{r["tile"]} ({r["overlap"]})' if r['tile'] else 'untiled'
+        tile = f'{r["tile"]} ({r["overlap"]}), {r["tiles"]} tiles' if r['tile'] else 'untiled'
         lines.append(f'| {r["lr_size"]} | {r["hr_size"]} | {r["output_mb"]:.1f} | {tile} | {r["peak_rss_mb"]:.0f} | '
                      f'{r["added_mb"]:.0f} | {r["seconds"]:.1f} |')
     return '\n'.join(lines) + '\n'
@@ -109,9 +109,9 @@ def build_parser():
     p.add_argument('--num-feat', type=int, default=64)
     p.add_argument('--num-block', type=int, default=8)
     p.add_argument('--scale', type=int, default=4, choices=[2, 3, 4])
-    p.add_argument('--sizes', nargs='+', default=list(DEFAULT_SIZES), metavar='WxH', help='LR sizes, tiled')
+    p.add_argument('--sizes', nargs='+', default=list(DEFAULT_SIZES), metavar='WxH', help='LR sizes run tiled')
     p.add_argument('--untiled-sizes', nargs='*', default=list(DEFAULT_UNTILED), metavar='WxH',
-                   help='of those, the sizes also run untiled')
+                   help='LR sizes run untiled')
     p.add_argument('--tile', type=int, default=256, help='LR tile size of the tiled cases (default: 256)')
     p.add_argument('--out', default=None, help='report path (.md; a .json is written beside it)')
     p.add_argument('--case', action='store_true', help=argparse.SUPPRESS)  # a child: one case, JSON on stdout
@@ -125,7 +125,7 @@ def main(argv=None):
         print(json.dumps(measure_case(args.num_feat, args.num_block, args.scale, args.sizes[0], args.tile or None)))
         return 0
     import torch
-    rows = run_cases(args.num_feat, args.num_block, args.scale, args.sizes, set(args.untiled_sizes), args.tile)
+    rows = run_cases(args.num_feat, args.num_block, args.scale, args.sizes, args.untiled_sizes, args.tile)
     report = dict(command='python -m srdistill.benchmark.infer_memory ' + shlex.join(argv),
                   network=dict(name=f'SRResNet-{args.num_block}', num_feat=args.num_feat, scale=args.scale),
                   environment=dict(torch=torch.__version__, machine=platform.processor() or platform.machine(),
