@@ -95,7 +95,8 @@ def test_exits_subset_and_lpips_without_its_weights(setup, capsys, monkeypatch):
     (['--exits', '3'], r'--exits [3]: no such output; the checkpoint(s) have [2, 4]'),
     (['--datasets', 'Urban100'], 'dataset Urban100 (x4) is not prepared'),
     (['--scale', '2'], 'is a x4 model, but scale 2 was asked for'),
-    (['--tile', '8'], '--tile 8 must be larger than --tile-overlap 32'),
+    (['--tile', '8'], '--tile 8 is too small for exact tiles of this network'),
+    (['--tile', '8', '--tile-overlap', '8'], '--tile 8 must be larger than --tile-overlap 8'),
 ])
 def test_bad_input_messages(setup, capsys, change, message):
     tmp_path, root = setup

@@ -189,3 +189,12 @@ def test_training_entry_point_with_the_terms_from_yaml(tiny_opt, tmp_path):
     log = (tmp_path / 'experiments' / 'tiny_sd').glob('train_tiny_sd_*.log')
     text = next(log).read_text()
     assert 'l_upin_e1' in text and 'l_contrast_e2' in text
+
+
+def test_a_bad_term_option_is_one_line_before_anything_is_written(tiny_opt, tmp_path):
+    tiny_opt['network_g'] = dict(TINY_NET)
+    tiny_opt['train']['upcycle_opt'] = {'type': 'UpcycledDistillLoss', 'consistency_prob': 1.5}
+    proc = run_train(tmp_path, '-opt', write_opt(tmp_path / 'opt.yml', tiny_opt))
+    assert proc.returncode == 2
+    assert 'option `train.upcycle_opt`: consistency_prob must be at most 1' in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / 'experiments').exists()

@@ -11,6 +11,7 @@ Examples::
 import argparse
 
 from srdistill.benchmark.run import markdown, run_benchmark, write_report
+from srdistill.utils.amp import AMP_DTYPES
 from srdistill.utils.errors import report_errors
 
 
@@ -34,7 +35,7 @@ def build_parser():
     data.add_argument('--data-iters', type=int, default=50, metavar='N', help='timed iterations (default: 50)')
     data.add_argument('--num-worker', type=int, default=None, metavar='N',
                       help="override the file's datasets.train.num_worker_per_gpu")
-    data.add_argument('--data-amp', choices=['bf16', 'fp16', 'fp32'], default=None,
+    data.add_argument('--data-amp', choices=[*AMP_DTYPES, 'fp32'], default=None,
                       help="override the file's train.amp (CUDA only)")
     data.add_argument('--data-channels-last', action=argparse.BooleanOptionalAction, default=None,
                       help="override the file's train.channels_last")

@@ -28,6 +28,7 @@ from srdistill.evaluation.figures import comparison_picture, plot_tradeoff
 from srdistill.evaluation.report import PROTOCOL, markdown, write_reports
 from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample
 from srdistill.utils.errors import UserError, report_errors
+from srdistill.utils.tiling import plan_overlap, receptive_radius
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir))
 
@@ -48,7 +49,9 @@ def build_parser():
     p.add_argument('--overwrite', action='store_true', help='write into an --out that already holds results')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--tile', type=int, help='LR tile size for large images (bounded memory)')
-    p.add_argument('--tile-overlap', type=int, default=32, help='LR pixels shared by neighbouring tiles (default: 32)')
+    p.add_argument('--tile-overlap', type=int, default=None,
+                   help='LR pixels shared by neighbouring tiles (default: twice the receptive-field radius of the '
+                   'deepest network, which makes tiled and untiled results equal)')
     p.add_argument('--self-ensemble', action='store_true', help='x8 geometric self-ensemble')
     p.add_argument('--rgb', action='store_true', help='also PSNR on RGB')
     p.add_argument('--lpips', action='store_true', help='also LPIPS (AlexNet; needs its weights)')
@@ -101,8 +104,6 @@ def _depths(models, wanted):
 def run(args):
     """Carry out one evaluation (see the module docstring). Raises UserError on bad input."""
     device = default_device() if args.device == 'auto' else args.device
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
-        raise UserError(f'--tile {args.tile} must be larger than --tile-overlap {args.tile_overlap}.')
     opt = None
     if args.opt:
         if not osp.isfile(args.opt):
@@ -111,6 +112,10 @@ def run(args):
             opt = yaml.safe_load(f) or {}
     models = _load_models(args, opt, device)
     scale = models[0][1].upscale
+    # every output comes from one pass of the whole network: the deepest one sets the overlap
+    overlap, note = plan_overlap(args.tile, args.tile_overlap, receptive_radius(max(n.num_block for _, n, _ in models)))
+    if note:
+        print(f'srdistill: note: {note}', file=sys.stderr)
     datasets = _datasets(args, opt, scale)
     depths = _depths(models, args.exits)
     out = args.out or osp.join(REPO, 'results', f'evaluate_{time.strftime("%Y%m%d_%H%M%S")}')
@@ -136,7 +141,7 @@ def run(args):
     for name, pairs in datasets:
         for i, (label, net, _) in enumerate(models):
             save_dir = osp.join(out, 'images', label, name) if args.save_images else None
-            means, images = evaluate(net, pairs, scale, device, tile=args.tile, overlap=args.tile_overlap,
+            means, images = evaluate(net, pairs, scale, device, tile=args.tile, overlap=overlap,
                                      ensemble=args.self_ensemble,
                                      rgb=args.rgb, lpips_fn=lpips_fn, save_dir=save_dir, bicubic=i == 0,
                                      desc=f'{label} on {name}')
@@ -153,7 +158,7 @@ def run(args):
     paths = write_reports(rows, names, out, protocol, per_image, metrics)
     paths['plot'] = plot_tradeoff(rows, names[0], osp.join(out, 'tradeoff.png'))
     paths['picture'] = _picture(models, depths, datasets[0], scale, per_image, args, device,
-                                osp.join(out, 'comparison.png'))
+                                osp.join(out, 'comparison.png'), overlap)
     print(markdown(rows, names, metrics))
     print(f'\nProtocol: {protocol}\n')
     for kind, path in paths.items():
@@ -161,7 +166,7 @@ def run(args):
     return rows
 
 
-def _picture(models, depths, dataset, scale, per_image, args, device, path):
+def _picture(models, depths, dataset, scale, per_image, args, device, path, overlap):
     name, pairs = dataset
     panels = []
     for gt_path, lq_path in pairs[:args.picture_images]:
@@ -171,7 +176,7 @@ def _picture(models, depths, dataset, scale, per_image, args, device, path):
         columns = [('bicubic', bicubic_upsample(lq, scale), scores['bicubic']['psnr'])]
         for label, net, _ in models:
             scores = dict(next(s for n, s in per_image[label][name] if n == image))
-            outputs = super_resolve(net, lq, device, tile=args.tile, overlap=args.tile_overlap)
+            outputs = super_resolve(net, lq, device, tile=args.tile, overlap=overlap)
             title = (lambda d: f'e{d}') if len(models) == 1 else (lambda d: f'{label} e{d}')
             columns += [(title(d), outputs[f'e{d}'], scores[f'e{d}']['psnr']) for d in depths[label]]
         panels.append((image, gt[:columns[0][1].shape[0], :columns[0][1].shape[1]], columns))

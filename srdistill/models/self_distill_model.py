@@ -17,8 +17,7 @@ from srdistill.losses.feature_distill import FeatureDistillLoss
 from srdistill.losses.self_distill_loss import SelfDistillationLoss
 from srdistill.losses.upcycled_distill_loss import UpcycledDistillLoss
 from srdistill.models import nan_guard
-
-AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+from srdistill.utils.amp import amp_dtype
 
 
 @MODEL_REGISTRY.register()
@@ -240,15 +239,13 @@ class SelfDistillSRModel(SRModel):
 
 
 def _amp_dtype(amp, device):
-    """``train.amp`` -> autocast dtype (``None``: fp32). CUDA only; elsewhere ignored, with a log line."""
-    if amp in (None, False, 'none', 'fp32'):
-        return None
-    if amp not in AMP_DTYPES:
-        raise ValueError(f'train.amp must be one of {list(AMP_DTYPES)} or ~ (fp32), got {amp!r}.')
-    if device.type != 'cuda':
+    """``train.amp`` -> autocast dtype (``None``: fp32; values: :mod:`srdistill.utils.amp`). CUDA only; elsewhere
+    ignored, with a log line."""
+    dtype = amp_dtype(amp)
+    if dtype is not None and device.type != 'cuda':
         get_root_logger().info(f'train.amp: {amp} applies on CUDA only; training in fp32 on {device.type}.')
         return None
-    return AMP_DTYPES[amp]
+    return dtype
 
 
 def _rgb(img):

@@ -115,6 +115,14 @@ def _check_losses(opt, opt_path, net):
     if 'pixel_opt' in losses and hasattr(losses['pixel_opt'], 'teacher'):
         _check_students(losses['pixel_opt'], net, 'train.pixel_opt', opt_path)
     _check_feature_losses(train_opt.get('distill_opts'), net, opt_path)
+    for key in ('upcycle_opt', 'contrast_opt'):  # the model builds them too; their own checks run here, up front
+        if train_opt.get(key):
+            try:
+                cri = _build(LOSS_REGISTRY, train_opt[key])
+                if hasattr(net, 'depths'):
+                    cri.students(net.depths)
+            except (ValueError, TypeError, KeyError, AttributeError) as err:
+                raise UserError(f'{opt_path}: option `train.{key}`: {_reason(err)}') from None
     return losses.get('pixel_opt')
 
 
