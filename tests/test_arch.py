@@ -103,5 +103,5 @@ def test_invalid_upscale_and_exit_request():
     with pytest.raises(ValueError, match=r'upscale must be one of \(2, 3, 4\), got 8'):
         MultiExitSRResNet(num_feat=4, num_block=2, upscale=8)
     net = MultiExitSRResNet(num_feat=4, num_block=4, exits=[2])
-    with pytest.raises(ValueError, match=r"one of \[2, 4\], got 3"):
+    with pytest.raises(ValueError, match=r"one of \[2, 4\] or a list of them, got 3"):
         net(torch.rand(1, 3, 4, 4), exit=3)
