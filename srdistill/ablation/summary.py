@@ -189,8 +189,9 @@ def write_summary(plan, out_dir, results=None):
     text = [f"# Ablation `{plan['name']}`", '', f"Plan: `{plan['path']}` (base `{plan['base']}`).", '',
             f'Protocol: {protocol}', '', markdown(rows, ev['datasets'], plan['student'], ev['select_on'])]
     reference = plan.get('reference', 'scratch')
-    if all('last_per_image' in r for r in results) and any(r['run'] == reference for r in results):
-        lines, records = difference_table(results, ev['datasets'], reference)
+    paired = all('last_per_image' in r for r in results) and any(r['run'] == reference for r in results)
+    lines, records = difference_table(results, ev['datasets'], reference) if paired else ([], [])
+    if records:  # another run to compare with the reference
         text += [f'### Paired per-image differences against `{reference}` (last checkpoint, dB)', '',
                  'Mean over the seeds both runs have and all images; 95% t intervals over images (of the '
                  'seed-averaged differences) and over seeds (of the per-seed set means); ** both exclude zero '
