@@ -86,12 +86,12 @@ def difference_table(results, datasets, reference='scratch', key='last'):
         base = groups.get((budget, reference))
         if run == reference or not base:
             continue
-        cells = []
+        cells, seeds = [], 0
         for name in datasets:
             diff = paired_difference(group, base, name, key)
             records.append(dict(budget=budget, run=run, reference=reference, dataset=name, key=key, **(diff or {})))
             cells.append('—' if diff is None else _cell(diff))
-        seeds = len(paired_difference(group, base, datasets[0], key)['seeds'])
+            seeds = max(seeds, len(diff['seeds']) if diff else 0)
         lines.append(f'| {budget} | {group[0]["label"]} | {seeds} | ' + ' | '.join(cells) + ' |')
     return lines, records
 
