@@ -3,8 +3,8 @@ import argparse
 import sys
 
 from srdistill import compat
+from srdistill.models.train_options import check_train_options
 from srdistill.utils.errors import UserError, report_errors
-from srdistill.utils.options import check_train_options
 
 
 def train_pipeline(root_path):

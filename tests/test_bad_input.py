@@ -170,7 +170,7 @@ TEACHER = {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 2, 'upscale': 4}
     ([{'type': 'HintLoss'}], 'option `train.distill_opts[0]`: HintLoss needs network_g.hint_adapters: true'),
     ([{'type': 'AttentionTransferLoss', 'exits': [4]}],
      "option `train.distill_opts[0].exits`: exits [4] are not students with teacher='deepest' (students: [2])"),
-    ([{'type': 'FSPLoss', 'sections': 3}], 'option `train.distill_opts[0].sections`: 3 sections need at least 3 '
+    ([{'type': 'FSPLoss', 'sections': 3}], 'option `train.distill_opts[0]`: `sections: 3` needs at least 3 '
      'blocks per student, but exit(s) [2] have fewer'),
 ])
 def test_bad_distill_opts(tiny_opt, tmp_path, monkeypatch, capsys, distill_opts, expected):
@@ -252,7 +252,7 @@ def test_bad_external_teacher(tiny_opt, tmp_path, monkeypatch, capsys, teacher_p
 
 
 def test_valid_external_teacher_and_switches_pass_the_checks(tiny_opt, tmp_path, teacher_pth):
-    from srdistill.utils.options import check_train_options
+    from srdistill.models.train_options import check_train_options
     tiny_opt['train']['pixel_opt'].update(teacher='external', exits=[4])  # the final output is a student here
     tiny_opt['train'].update(amp=None, channels_last=False,
                              distill_opts=[{'type': 'FSPLoss', 'sections': 2}, {'type': 'AttentionTransferLoss'}])

@@ -3,6 +3,7 @@
 A misspelled optional key used to be ignored (``manual_seeed: 0`` trained with a random seed), a misspelled required
 one, a number YAML read as text or a count of zero was a traceback once the experiment folder existed.
 """
+import copy
 import sys
 
 import pytest
@@ -13,8 +14,8 @@ from test_bad_input import TEACHER, _fail
 
 from srdistill.losses.self_distill_loss import SelfDistillationLoss
 from srdistill.models.self_distill_model import SelfDistillSRModel
+from srdistill.models.train_options import check_train_options
 from srdistill.utils.option_keys import check_option_keys
-from srdistill.utils.options import check_train_options
 
 
 def _rename(section, old, new):
@@ -252,8 +253,35 @@ def test_subclasses_of_the_loss_and_the_model(tiny_opt, tmp_path):
         check_train_options(tiny_opt, 'o.yml')
 
 
+def test_a_registered_loss_subclass_trains_and_validates_as_its_base(tiny_opt, tmp_path):
+    """The subclass the checks accept is the one the model trains with: same terms, weights and validation."""
+    from basicsr.data import build_dataloader, build_dataset
+    from basicsr.utils import set_random_seed
+    from test_model import _batch, _model
+    results = {}
+    for loss_type in ('SelfDistillationLoss', '_StrictTestSelfDistillationLoss'):
+        opt = copy.deepcopy(tiny_opt)
+        opt['train']['pixel_opt']['type'] = loss_type
+        check_train_options(opt, 'o.yml')
+        set_random_seed(0)  # the same initial weights and the same random crops for both
+        opt, model = _model(opt, tmp_path / loss_type)
+        assert type(model.cri_pix).__name__ == loss_type
+        model.feed_data(_batch(opt))
+        model.optimize_parameters(1)
+        opt['datasets']['val']['phase'] = 'val'
+        loader = build_dataloader(build_dataset(opt['datasets']['val']), opt['datasets']['val'], num_gpu=0,
+                                  dist=False)
+        model.validation(loader, current_iter=1, tb_logger=None, save_img=False)
+        results[loss_type] = (dict(model.log_dict), model.net_g.state_dict(), dict(model.metric_results))
+    (base_log, base_weights, base_metrics), (sub_log, sub_weights, sub_metrics) = results.values()
+    assert set(base_log) == {'l_pix_e2', 'l_distill_e2', 'l_pix_e4', 'l_total'} and base_log == sub_log
+    assert all(torch.equal(base_weights[k], sub_weights[k]) for k in base_weights)
+    assert list(sub_metrics) == ['psnr_e2', 'ssim_e2', 'psnr_e4', 'ssim_e4'] and sub_metrics == base_metrics
+
+
 def test_amp_values_are_one_definition():
-    from srdistill.utils.amp import amp_dtype
+    from srdistill.utils.amp import NAMES, amp_dtype
+    assert NAMES == ('bf16', 'fp16', 'fp32')  # the benchmark's --data-amp choices
     assert [amp_dtype(v) for v in (None, False, 'none', 'fp32', 'bf16', 'fp16')] == \
         [None, None, None, None, torch.bfloat16, torch.float16]
     for bad in (0, True, 'fp8', 16):

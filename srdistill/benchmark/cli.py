@@ -10,13 +10,17 @@ Examples::
 """
 import argparse
 
-from srdistill.benchmark.run import markdown, run_benchmark, write_report
-from srdistill.utils.amp import AMP_DTYPES
+from srdistill.archs.multi_exit import multi_exit_archs
+from srdistill.benchmark.report import markdown, write_report
+from srdistill.benchmark.run import run_benchmark
+from srdistill.utils.amp import NAMES as AMP_NAMES
 from srdistill.utils.errors import report_errors
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--arch', default='MultiExitSRResNet', choices=sorted(multi_exit_archs()),
+                   help='the multi-exit architecture (default: MultiExitSRResNet)')
     p.add_argument('--num-feat', type=int, default=64)
     p.add_argument('--num-block', type=int, default=32)
     p.add_argument('--exit', type=int, default=8, help='depth of the measured exit, below --num-block (default: 8)')
@@ -35,7 +39,7 @@ def build_parser():
     data.add_argument('--data-iters', type=int, default=50, metavar='N', help='timed iterations (default: 50)')
     data.add_argument('--num-worker', type=int, default=None, metavar='N',
                       help="override the file's datasets.train.num_worker_per_gpu")
-    data.add_argument('--data-amp', choices=[*AMP_DTYPES, 'fp32'], default=None,
+    data.add_argument('--data-amp', choices=AMP_NAMES, default=None,
                       help="override the file's train.amp (CUDA only)")
     data.add_argument('--data-channels-last', action=argparse.BooleanOptionalAction, default=None,
                       help="override the file's train.channels_last")
@@ -61,7 +65,7 @@ def benchmark(argv=None, root=None):
                            args.device, args.warmup, args.repeats, not args.no_compile, data_opt=args.data_opt,
                            data_iters=args.data_iters, num_worker=args.num_worker, data_amp=args.data_amp,
                            data_channels_last=args.data_channels_last, ckpt=args.ckpt, val_dir=args.val_dir,
-                           param_key=args.param_key, root=root)
+                           param_key=args.param_key, root=root, arch=args.arch)
     print(markdown(report))
     if args.out:
         print('written:', *write_report(report, args.out))

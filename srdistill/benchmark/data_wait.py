@@ -34,9 +34,9 @@ from basicsr.utils import set_random_seed
 
 from srdistill.benchmark.measure import sync
 from srdistill.compat import cpu_prefetch_fallback, load_options_file
-from srdistill.utils.amp import AMP_DTYPES
+from srdistill.models.train_options import check_train_options
+from srdistill.utils.amp import AMP_DTYPES, NAMES
 from srdistill.utils.errors import UserError
-from srdistill.utils.options import check_train_options
 
 AMP_NAMES = {dtype: name for name, dtype in AMP_DTYPES.items()}
 FREE_ROUNDS = 5  # free-running rounds with and without the data, in turn; their medians are reported
@@ -96,8 +96,8 @@ def load_train_options(opt_path, device, root=None, num_worker=None, amp=None, c
         train_opt['num_worker_per_gpu'] = num_worker
     train = opt.setdefault('train', {})
     if amp is not None:
-        if amp not in (*AMP_DTYPES, 'fp32'):
-            raise UserError(f'amp must be {", ".join(AMP_DTYPES)} or fp32, got {amp!r}.')
+        if amp not in NAMES:
+            raise UserError(f'amp must be {", ".join(NAMES)}, got {amp!r}.')
         train['amp'] = None if amp == 'fp32' else amp
     if channels_last is not None:
         train['channels_last'] = bool(channels_last)

@@ -9,6 +9,8 @@ import time
 import torch
 from basicsr.models import build_model
 
+from srdistill.utils.amp import AMP_DTYPES
+
 
 def sync(device):
     """Wait for the device's queued work (CUDA); nothing to wait for elsewhere."""
@@ -124,7 +126,7 @@ def inference_variants(net, depth, lr_size, device, warmup=2, repeats=5, compile
         x_cl = x.to(memory_format=torch.channels_last)
         results['channels_last'] = median_time(lambda: cl_net(x_cl, exit=depth), device, warmup, repeats) * 1000
         if torch.device(device).type == 'cuda':
-            for name, dtype in (('fp16', torch.float16), ('bf16', torch.bfloat16)):
+            for name, dtype in AMP_DTYPES.items():
                 def run(dtype=dtype):
                     with torch.autocast('cuda', dtype=dtype):
                         net(x, exit=depth)

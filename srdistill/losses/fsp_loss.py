@@ -2,7 +2,7 @@
 import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 
-from srdistill.losses.distill_pairs import check_number
+from srdistill.losses.distill_pairs import check_number, distill_pairs
 from srdistill.losses.feature_distill import FeatureDistillLoss
 
 
@@ -36,6 +36,18 @@ class FSPLoss(FeatureDistillLoss):
         super().__init__(**kwargs)
         check_number('sections', sections, minimum=1, integer=True)
         self.sections = sections
+
+    def check_network(self, net):
+        """Every student needs at least ``sections`` blocks to cut into ``sections`` parts: refuse a network whose
+        exits are too shallow when the options are checked and the model is built, not at the first step."""
+        super().check_network(net)
+        depths = getattr(net, 'depths', None)
+        if not depths:
+            return
+        short = [d for d, _ in distill_pairs(depths, self.teacher, self.exits) if d < self.sections]
+        if short:
+            raise ValueError(f'`sections: {self.sections}` needs at least {self.sections} blocks per student, but '
+                             f'exit(s) {short} have fewer; lower `sections` or leave those exits out with `exits`.')
 
     def distance(self, feats, student, teacher, net):
         if min(student, teacher) < self.sections:

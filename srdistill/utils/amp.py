@@ -4,6 +4,7 @@ import torch
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 FP32_NAMES = ('none', 'fp32')  # besides ~ (the default) and false
 CHOICES = f'{", ".join(AMP_DTYPES)} or ~ (fp32)'  # for messages
+NAMES = (*AMP_DTYPES, 'fp32')  # a command line's choices (``--data-amp``): the autocast dtypes or plain fp32
 
 
 def amp_dtype(amp):

@@ -1,5 +1,10 @@
 """Up-front checks of a training options file: every problem found here is one message naming the key or file.
 
+The checker sits beside the model it validates options for (``SelfDistillSRModel``) and asks the same questions the
+model asks when it is built: a component is accepted when the class its ``type`` names in BasicSR's registry is (a
+subclass of) what the model needs, so a registered subclass passes here whenever it trains. Rules that belong to one
+loss live in that loss's file, behind the hooks it shares with the model (``check_network``, ``students``).
+
 They run right after BasicSR parses the options and before anything is written to disk (experiment folders,
 logs), so a bad option never costs a renamed experiment folder or a traceback from a data-loader worker.
 Components are built straight from the registries: BasicSR's ``build_*`` helpers would call ``get_root_logger``
@@ -9,10 +14,12 @@ before the pipeline configures it, and the log file would then never be written.
 from os import path as osp
 
 import torch
-from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 from srdistill.archs.multi_exit_srresnet_arch import SUPPORTED_SCALES
 from srdistill.data.checks import check_meta_info, check_paired_folders
+from srdistill.data.paired_npy_dataset import PairedNpyDataset
 from srdistill.losses.distill_pairs import distill_pairs
 from srdistill.losses.feature_distill import FeatureDistillLoss
 from srdistill.losses.self_distill_loss import SelfDistillationLoss
@@ -126,8 +133,18 @@ def _check_losses(opt, opt_path, net):
     return losses.get('pixel_opt')
 
 
+def _feature_loss_names():
+    """The registered feature-distillation losses, for messages."""
+    return ', '.join(sorted(name for name, cls in LOSS_REGISTRY
+                            if isinstance(cls, type) and issubclass(cls, FeatureDistillLoss)))
+
+
 def _check_feature_losses(distill_opts, net, opt_path):
-    """Each ``train.distill_opts`` entry: a registered feature-distillation loss that ``network_g`` can serve."""
+    """Each ``train.distill_opts`` entry: a registered feature-distillation loss that ``network_g`` can serve.
+
+    The loss's own :meth:`~srdistill.losses.feature_distill.FeatureDistillLoss.check_network` (the one the model calls)
+    holds any rule of that loss alone.
+    """
     if distill_opts is None:
         return
     if not isinstance(distill_opts, list):
@@ -137,26 +154,19 @@ def _check_feature_losses(distill_opts, net, opt_path):
         key = f'train.distill_opts[{i}]'
         try:
             if not isinstance(distill_opt, dict) or 'type' not in distill_opt:
-                raise ValueError('expected a mapping with a `type` (e.g. HintLoss, AttentionTransferLoss, FSPLoss, '
-                                 'FeatureAffinityLoss)')
+                raise ValueError(f'expected a mapping with a `type` (one of {_feature_loss_names()})')
             cri = _build(LOSS_REGISTRY, distill_opt)
             if not isinstance(cri, FeatureDistillLoss):
-                raise ValueError(f'{distill_opt["type"]} is not a feature distillation loss (use HintLoss, '
-                                 'AttentionTransferLoss, FSPLoss or FeatureAffinityLoss; output-level distillation '
-                                 'is configured in train.pixel_opt)')
-            cri.check_network(net)
+                raise ValueError(f'{distill_opt["type"]} is not a feature distillation loss (use one of '
+                                 f'{_feature_loss_names()}; output-level distillation is configured in '
+                                 'train.pixel_opt)')
         except (ValueError, TypeError, KeyError) as err:
             raise UserError(f'{opt_path}: option `{key}`: {_reason(err)}') from None
         _check_students(cri, net, key, opt_path)
-        sections = getattr(cri, 'sections', None)
-        depths = getattr(net, 'depths', None)
-        if sections is not None and depths:
-            students = [d for d, _ in distill_pairs(depths, cri.teacher, cri.exits)]
-            short = [d for d in students if d < sections]
-            if short:
-                raise UserError(f'{opt_path}: option `{key}.sections`: {sections} sections need at least {sections} '
-                                f'blocks per student, but exit(s) {short} have fewer; lower `sections` or leave those '
-                                'exits out with `exits`.')
+        try:
+            cri.check_network(net)
+        except ValueError as err:
+            raise UserError(f'{opt_path}: option `{key}`: {_reason(err)}') from None
 
 
 def _check_teacher(opt, opt_path, pixel_loss, scale):
@@ -212,9 +222,10 @@ def _check_datasets(opt, opt_path, scale):
     _check_prefetch(datasets['train'], opt_path)
     for phase, dataset_opt in datasets.items():
         role = f'{opt_path}: datasets.{phase}'
-        npy = dataset_opt.get('type') == 'PairedNpyDataset'
-        if dataset_opt.get('type') != 'PairedImageDataset' and not npy:
+        dataset_cls = lookup(DATASET_REGISTRY, dataset_opt.get('type'))
+        if not (isinstance(dataset_cls, type) and issubclass(dataset_cls, PairedImageDataset)):
             continue  # other dataset types are checked by BasicSR when built
+        npy = issubclass(dataset_cls, PairedNpyDataset)
         for key in ('dataroot_gt', 'dataroot_lq'):
             if not dataset_opt.get(key):
                 raise UserError(f'{role}: option `{key}` is missing.')
