@@ -15,6 +15,7 @@ from test_bad_input import TEACHER, _fail
 from srdistill.losses.self_distill_loss import SelfDistillationLoss
 from srdistill.models.self_distill_model import SelfDistillSRModel
 from srdistill.models.train_options import check_train_options
+from srdistill.utils.errors import UserError
 from srdistill.utils.option_keys import check_option_keys
 
 
@@ -222,8 +223,34 @@ def test_keys_basicsr_adds_while_parsing_pass(tiny_opt, tmp_path, monkeypatch):
 
 def test_benchmark_options_pass(tiny_opt, tmp_path):
     from srdistill.benchmark.data_wait import load_train_options
-    opt = load_train_options(write_opt(tmp_path / 'o.yml', tiny_opt), 'cpu', root=str(tmp_path))
+    tiny_opt['datasets']['train'].update(dataroot_gt='data/gt', prefetch_mode='cuda', pin_memory=True)
+    opt = load_train_options(write_opt(tmp_path / 'o.yml', tiny_opt), 'cpu', root=str(tmp_path), num_worker=0,
+                             amp='fp32')
     check_option_keys(opt, 'o.yml')
+    # BasicSR's parse_options filled these in; the benchmark's own changes follow
+    assert (opt['is_train'], opt['dist'], opt['rank'], opt['world_size'], opt['auto_resume']) == (True, False, 0, 1,
+                                                                                                 False)
+    assert opt['manual_seed'] == tiny_opt['manual_seed'] and opt['path']['experiments_root'].startswith(str(tmp_path))
+    train = opt['datasets']['train']
+    assert list(opt['datasets']) == ['train'] and (train['phase'], train['scale']) == ('train', tiny_opt['scale'])
+    assert train['dataroot_gt'] == str(tmp_path / 'data/gt') and train['num_worker_per_gpu'] == 0
+    assert (opt['num_gpu'], opt['path']['resume_state'], opt['train']['amp']) == (0, None, None)
+    assert (train['prefetch_mode'], train['pin_memory']) == ('cpu', False)  # the CPU fallback, as training
+    assert not (tmp_path / 'experiments').exists()
+
+
+def test_benchmark_options_basicsr_cannot_parse(tiny_opt, tmp_path):
+    from srdistill.benchmark.data_wait import load_train_options
+    tiny_opt['num_gpus'] = tiny_opt.pop('num_gpu')  # parse_options reads opt['num_gpu']
+    with pytest.raises(UserError, match='unknown option `num_gpus`; did you mean `num_gpu`?'):
+        load_train_options(write_opt(tmp_path / 'o.yml', tiny_opt), 'cpu', root=str(tmp_path))
+    tiny_opt['num_gpu'] = tiny_opt.pop('num_gpus')
+    del tiny_opt['datasets']['train']
+    with pytest.raises(UserError, match='option `datasets.train` is missing'):
+        load_train_options(write_opt(tmp_path / 'o.yml', tiny_opt), 'cpu', root=str(tmp_path))
+    tiny_opt['datasets']['train'] = {'type': 'PairedImageDataset'}
+    with pytest.raises(UserError, match='amp must be bf16, fp16, fp32, got .fp8.'):
+        load_train_options(write_opt(tmp_path / 'o.yml', tiny_opt), 'cpu', root=str(tmp_path), amp='fp8')
 
 
 # A registered subclass passes where its base does: the checks ask the class, not the type's name

@@ -20,8 +20,10 @@ main process (``dataset[i]``: read, decode, crop, augment, to tensor) and the sa
 delivers with its workers. Their product with a training step's consumption says how many CPU cores feeding a
 faster device would take, whatever device ran the benchmark.
 """
+import contextlib
 import os
 import statistics
+import sys
 import time
 from os import path as osp
 
@@ -47,45 +49,64 @@ def _resolve(path, root):
     return path if osp.isabs(path) else osp.join(root, path)
 
 
+def _parse_options(opt_path, root):
+    """BasicSR's own ``parse_options(root, is_train=True)`` on ``-opt opt_path``, read with srdistill's safe loader.
+
+    ``parse_options`` reads its arguments from ``sys.argv``: they are set for the call and restored. Its progress line
+    ("Disable distributed.") goes to stderr, so that stdout holds the report alone. A file that ``parse_options``
+    trips on (a missing ``num_gpu``, ``path`` or ``datasets``) is explained by the up-front checks.
+    """
+    from basicsr.utils.options import parse_options  # its YAML loader is compat.OptionsLoader (import srdistill)
+
+    argv = sys.argv
+    sys.argv = [argv[0] if argv else 'benchmark', '-opt', opt_path]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return parse_options(root, is_train=True)[0]
+    except (KeyError, AttributeError, TypeError) as err:
+        raw = load_options_file(opt_path)
+        if isinstance(raw, dict):
+            check_train_options(raw, opt_path)
+        raise UserError(f'{opt_path}: BasicSR cannot parse the options ({type(err).__name__}: {err}).') from None
+    finally:
+        sys.argv = argv
+
+
 def load_train_options(opt_path, device, root=None, num_worker=None, amp=None, channels_last=None):
     """A training options file as BasicSR's ``parse_options`` gives it, for a single-process run on ``device``.
 
-    Filled in as ``parse_options`` does: ``is_train``, ``dist=False``, ``rank`` 0, ``world_size`` 1, ``num_gpu`` (1 on
-    CUDA, 0 on CPU), ``manual_seed`` (0 when unset), each dataset's ``phase`` and ``scale``. Only ``datasets.train``
-    is kept. Relative data and weight paths are taken relative to ``root``.
+    BasicSR's ``parse_options`` fills in ``is_train``, ``dist=False``, ``rank`` 0, ``world_size`` 1, a random
+    ``manual_seed`` when unset (as training does) and each dataset's ``phase`` and ``scale``. Then, for the benchmark:
+    ``num_gpu`` follows ``device`` (1 on CUDA, 0 on CPU), only ``datasets.train`` is kept, no resume state, and
+    relative data and weight paths are taken relative to ``root``.
 
     Args:
         opt_path (str): The options file (YAML).
         device (str | torch.device): Where the model runs.
         root (str | None): Project root for relative paths. Default: the current directory (as BasicSR).
         num_worker (int | None): Override ``datasets.train.num_worker_per_gpu``. Default: None (the file's).
-        amp (str | None): Override ``train.amp``: ``bf16``, ``fp16`` or ``fp32``. Default: None (the file's).
+        amp (str | None): Override ``train.amp``: one of :data:`srdistill.utils.amp.NAMES`. Default: None (the
+            file's).
         channels_last (bool | None): Override ``train.channels_last``. Default: None (the file's).
 
     Returns:
         dict: The options.
 
     Raises:
-        UserError: A missing file or ``datasets.train``, or a bad override.
+        UserError: A missing file or ``datasets.train``, options BasicSR cannot parse, or a bad override.
     """
     if not osp.isfile(opt_path):
         raise UserError(f'options file {opt_path} does not exist.')
-    opt = load_options_file(opt_path)  # safe: an options file is data, never code (and a bad one is one line)
-    if not isinstance(opt, dict) or not isinstance((opt.get('datasets') or {}).get('train'), dict):
-        raise UserError(f'{opt_path}: option `datasets.train` is missing.')
-    device = torch.device(device)
     root = root or os.getcwd()
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False,
-               num_gpu=1 if device.type == 'cuda' else 0)
-    if opt.get('manual_seed') is None:
-        opt['manual_seed'] = 0
-    train_opt = opt['datasets']['train']
-    opt['datasets'] = {'train': train_opt}
-    train_opt.update(phase='train', scale=opt.get('scale'))
+    opt = _parse_options(opt_path, root)
+    train_opt = opt['datasets'].get('train')
+    if not isinstance(train_opt, dict):
+        raise UserError(f'{opt_path}: option `datasets.train` is missing.')
+    opt.update(num_gpu=1 if torch.device(device).type == 'cuda' else 0, datasets={'train': train_opt})
     for key in ('dataroot_gt', 'dataroot_lq', 'meta_info_file'):
         if train_opt.get(key) is not None:
             train_opt[key] = _resolve(train_opt[key], root)
-    path_opt = opt.setdefault('path', {})
+    path_opt = opt['path']
     for key, value in path_opt.items():
         if value is not None and 'pretrain_network' in key:
             path_opt[key] = _resolve(value, root)
