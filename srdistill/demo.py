@@ -12,8 +12,8 @@ from os import path as osp
 
 import yaml
 
+from srdistill.archs.checkpoints import load_checkpoint
 from srdistill.data.prepare import as_uint8_bgr, prepare_paired_folder, write_image
-from srdistill.evaluation.checkpoints import load_checkpoint
 from srdistill.evaluation.exits import default_device, evaluate, markdown_table, paired_files
 from srdistill.train import train_pipeline
 

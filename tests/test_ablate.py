@@ -10,7 +10,6 @@ import yaml
 from conftest import TINY_OPT, make_paired_folder, write_opt
 
 from srdistill.ablation.ablate_cli import main
-from srdistill.ablation.inherit import cut_state_dict
 from srdistill.ablation.plan import expand, load_plan
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.utils.errors import UserError
@@ -94,7 +93,7 @@ def test_equal_compute_gives_cheaper_runs_more_iterations(tmp_path):
 
 def test_cut_keeps_first_blocks_and_final_tail():
     deep = MultiExitSRResNet(num_feat=4, num_block=4, exits=[2], hint_adapters=True)
-    cut = cut_state_dict(deep.state_dict(), 2)
+    cut = deep.cut_state_dict(2)
     shallow = MultiExitSRResNet(num_feat=4, num_block=2, exits=[])
     shallow.load_state_dict(cut, strict=True)
     assert (cut['conv_last.weight'] == deep.conv_last.weight).all()  # the final tail, not exit 2's

@@ -11,7 +11,8 @@ from srdistill.benchmark.cli import main
 from srdistill.benchmark.data_wait import measure_data_wait
 from srdistill.benchmark.measure import matmul_gflops
 from srdistill.benchmark.precision import TOLERANCE_DB
-from srdistill.benchmark.run import _data_wait_lines, _hardware_lines, markdown, run_benchmark, write_report
+from srdistill.benchmark.report import _data_wait_lines, _hardware_lines, markdown, write_report
+from srdistill.benchmark.run import run_benchmark
 from srdistill.data.npy_pack import pack_npy
 from srdistill.data.prepare import prepare_paired_folder
 from srdistill.utils.errors import UserError

@@ -11,7 +11,7 @@ from basicsr.archs.srresnet_arch import MSRResNet
 from conftest import run_train, write_opt
 from test_model import _batch, _model
 
-from srdistill.evaluation.checkpoints import load_checkpoint
+from srdistill.archs.checkpoints import load_checkpoint
 
 TINY_NET = {'type': 'MultiExitSRResNet', 'num_feat': 8, 'num_block': 4, 'exits': [1, 2], 'upscale': 4}
 TEACHER_NET = {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 4}

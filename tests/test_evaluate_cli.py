@@ -113,7 +113,7 @@ def test_not_a_model_checkpoint(setup, capsys):
     tmp_path, root = setup
     torch.save({'params': torch.nn.Linear(3, 3).state_dict()}, tmp_path / 'linear.pth')
     assert main(['--ckpt', str(tmp_path / 'linear.pth'), '--datasets', 'SetA', '--data-root', str(root)]) == 2
-    assert 'linear.pth is not an SRResNet or multi-exit SRResNet checkpoint' in capsys.readouterr().err
+    assert 'linear.pth is not a checkpoint of a network srdistill knows' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('name, scale, lr_files, quoted', [

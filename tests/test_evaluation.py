@@ -6,9 +6,9 @@ import torch
 from basicsr.archs.srresnet_arch import MSRResNet
 from conftest import make_paired_folder
 
+from srdistill.archs.checkpoints import infer_network_opt, load_checkpoint, read_state_dict
+from srdistill.archs.cost import exit_latency, exit_macs
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
-from srdistill.evaluation.checkpoints import infer_network_opt, load_checkpoint, read_state_dict
-from srdistill.evaluation.cost import exit_latency, exit_macs, exit_parameters
 from srdistill.evaluation.exits import evaluate, markdown_table, paired_files
 from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample, calculate_psnr_y
 from srdistill.utils.errors import UserError
@@ -70,7 +70,7 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(UserError, match='junk.pth is not a loadable PyTorch checkpoint'):
         read_state_dict(str(tmp_path / 'junk.pth'))
     torch.save({'params': torch.nn.Linear(2, 2).state_dict()}, tmp_path / 'linear.pth')
-    with pytest.raises(UserError, match='linear.pth is not an SRResNet or multi-exit SRResNet checkpoint'):
+    with pytest.raises(UserError, match='linear.pth is not a checkpoint of a network srdistill knows'):
         load_checkpoint(str(tmp_path / 'linear.pth'))
     torch.save({'params': MultiExitSRResNet(num_feat=8, num_block=4, exits=[2]).state_dict()}, tmp_path / 'x4.pth')
     with pytest.raises(UserError, match=r'x4.pth is a x4 model, but scale 2 was asked for'):
@@ -83,8 +83,8 @@ def test_checkpoint_errors(tmp_path):
 
 def test_costs_of_each_exit():
     net = MultiExitSRResNet(num_feat=16, num_block=6, exits=[2], upscale=4)
-    assert exit_parameters(net, 2) == sum(p.numel() for p in MSRResNet(num_feat=16, num_block=2).parameters())
-    assert exit_parameters(net, 6) == sum(p.numel() for p in MSRResNet(num_feat=16, num_block=6).parameters())
+    assert net.exit_parameters(2) == sum(p.numel() for p in MSRResNet(num_feat=16, num_block=2).parameters())
+    assert net.exit_parameters(6) == sum(p.numel() for p in MSRResNet(num_feat=16, num_block=6).parameters())
     # hand count for a 16x16 output (4x4 LR): conv_first 16*3*9*16 px; each block 2*16*16*9*16; tail: upconv1
     # 64*16*9*16 px, upconv2 64*16*9*64 px, conv_hr 16*16*9*256 px, conv_last 3*16*9*256 px
     lr, block = 16, 2 * 16 * 16 * 9 * 16

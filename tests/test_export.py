@@ -92,7 +92,7 @@ def test_bad_exit(ckpt, tmp_path, capsys, args, message):
 
 def test_bad_checkpoints_and_output_folder(ckpt, tmp_path):
     torch.save({'params': torch.nn.Conv2d(3, 3, 3).state_dict()}, tmp_path / 'conv.pth')
-    with pytest.raises(UserError, match='conv.pth is not an SRResNet or multi-exit SRResNet checkpoint'):
+    with pytest.raises(UserError, match='conv.pth is not a checkpoint of a network srdistill knows'):
         export(str(tmp_path / 'conv.pth'), out_dir=str(tmp_path / 'o'))
     (tmp_path / 'corrupt.pth').write_bytes(b'\x80\x02garbage')
     with pytest.raises(UserError, match='corrupt.pth is not a loadable PyTorch checkpoint'):
@@ -211,7 +211,7 @@ def test_a_wrong_int8_scale_falls_below_the_bound(int8_export, tmp_path, initial
 
 
 def test_checkpoint_with_hint_adapters_loads_strictly_and_exports_without_them(tmp_path):
-    from srdistill.evaluation.checkpoints import infer_network_opt, load_checkpoint
+    from srdistill.archs.checkpoints import infer_network_opt, load_checkpoint
 
     torch.manual_seed(0)
     net = MultiExitSRResNet(num_feat=8, num_block=4, exits=[1, 2], upscale=4, hint_adapters=True)

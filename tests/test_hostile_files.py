@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import make_paired_folder, photo_crops
 
+from srdistill.archs.checkpoints import check_finite, load_checkpoint, read_state_dicts
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.data.download import sha256sum
-from srdistill.evaluation.checkpoints import check_finite, load_checkpoint, read_state_dicts
 from srdistill.export import formats
 from srdistill.export.export_cli import main as export_main
 from srdistill.utils.errors import UserError, first_line

@@ -17,6 +17,7 @@ from basicsr.archs.srresnet_arch import MSRResNet
 from conftest import REPO, photo_crops
 from torch.nn import functional as F
 
+from srdistill.archs.multi_exit import build_network
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.inference import infer_cli
 from srdistill.inference.images import upscale_alpha, upscale_image
@@ -24,7 +25,7 @@ from srdistill.inference.infer_cli import main
 from srdistill.inference.runners import TorchRunner, load_runner
 from srdistill.utils.errors import UserError
 from srdistill.utils.matlab_imresize import imresize
-from srdistill.utils.tiling import plan_overlap, receptive_radius
+from srdistill.utils.tiling import plan_overlap
 
 
 class Overwriter(torch.nn.Module):
@@ -96,7 +97,7 @@ def test_non_finite_weights_are_refused(tmp_path):
         return str(tmp_path / out)
 
     runner = load_runner(edit_onnx('conv_hr.weight', 0.01, 'ok.onnx'))  # an edit alone is not refused
-    assert (runner.scale, runner.radius) == (2, receptive_radius(2))
+    assert (runner.scale, runner.radius) == (2, 2 * 2 + 3)  # an SRResNet-2: 2 * depth + 3
     with pytest.raises(UserError, match=r'inf.onnx holds non-finite weights: conv_hr.weight has 576 inf/nan values'):
         load_runner(edit_onnx('conv_hr.weight', np.inf, 'inf.onnx'))
     # finite weights, infinite output (float32 overflow): the probe notices
@@ -104,19 +105,27 @@ def test_non_finite_weights_are_refused(tmp_path):
         load_runner(edit_onnx('conv_first.weight', 3e38, 'huge.onnx'))
 
 
+@pytest.mark.parametrize('arch, head', [('MultiExitSRResNet', 'full'), ('MultiExitSRResNet', 'light'),
+                                        ('MultiExitEDSR', 'full'), ('MultiExitEDSR', 'light')])
 @pytest.mark.parametrize('scale, depth, exit_depth', [(2, 2, None), (3, 1, None), (4, 3, None), (4, 4, 2),
-                                                      (2, 32, None)])
-def test_receptive_radius_is_exact(scale, depth, exit_depth):
+                                                      (2, 32, None), (3, 3, 1)])
+def test_receptive_radius_is_exact(arch, head, scale, depth, exit_depth):
     """The SR pixels of one LR pixel ``c`` depend on LR pixels ``c - r .. c + r``, no more, no fewer: with every weight,
     bias and input positive no path cancels and no ReLU is off, so the input gradient is non-zero exactly on the
-    receptive field (float64: the longest paths multiply 2 * depth + 3 small weights)."""
+    receptive field (float64: the longest paths multiply 2 * depth + 3 small weights). For every architecture and
+    head, against the architecture's own ``receptive_radius``."""
+    if depth == 32 and (arch, head) != ('MultiExitSRResNet', 'full'):
+        pytest.skip('the deep case once is enough')
     torch.manual_seed(0)
-    net = MultiExitSRResNet(num_feat=4, num_block=depth, upscale=scale, exits=[exit_depth] if exit_depth else [])
+    net = build_network(dict(type=arch, num_feat=4, num_block=depth, upscale=scale, exit_head=head,
+                             exits=[exit_depth] if exit_depth else []))
     net = net.double().eval()
     with torch.no_grad():
         for p in net.parameters():
             p.uniform_(0.01, 0.1)
-    radius = receptive_radius(exit_depth or depth)
+    radius = net.receptive_radius(exit_depth)
+    expected = 2 * (exit_depth or depth) + {'MultiExitSRResNet': 3, 'MultiExitEDSR': 4}[arch]
+    assert radius == (expected if head == 'full' or not exit_depth else 2 * exit_depth + 2)
     size = 2 * radius + 9
     c = size // 2
     x = torch.full((1, 3, size, size), 0.5, dtype=torch.float64, requires_grad=True)

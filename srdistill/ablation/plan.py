@@ -90,7 +90,7 @@ def run_options(plan, run_name):
 
 def step_macs(opt):
     """Multiply-adds of one training step of ``opt``: 3 x forward (all outputs) x batch, + a teacher's forward."""
-    from srdistill.evaluation.cost import forward_macs
+    from srdistill.archs.cost import forward_macs
     gt_size = opt['datasets']['train']['gt_size']
     batch = opt['datasets']['train']['batch_size_per_gpu']
     lr_size = (gt_size // opt['scale'], ) * 2

@@ -26,7 +26,7 @@ import torch
 
 from srdistill.ablation.inherit import write_cut
 from srdistill.ablation.plan import training_options, write_options
-from srdistill.evaluation.checkpoints import load_checkpoint
+from srdistill.archs.checkpoints import load_checkpoint
 from srdistill.evaluation.exits import dataset_pairs, default_device, evaluate
 from srdistill.utils.errors import UserError
 

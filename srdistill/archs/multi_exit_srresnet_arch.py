@@ -1,41 +1,18 @@
-"""Multi-exit SRResNet: BasicSR's MSRResNet trunk with extra upsampling tails branched off intermediate blocks."""
-from collections import OrderedDict
+"""Multi-exit SRResNet: BasicSR's MSRResNet trunk with extra upsampling tails branched off intermediate blocks, and
+its light-head standalone exit (:class:`MSRResNetLight`)."""
+import re
 
-import torch
-from basicsr.archs.arch_util import default_init_weights
+from basicsr.archs.arch_util import ResidualBlockNoBN, default_init_weights, make_layer
 from basicsr.archs.srresnet_arch import MSRResNet
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn as nn
 from torch.nn import functional as F
 
+from srdistill.archs.light_head import LightHead
+from srdistill.archs.multi_exit import MultiExitNet
+
 SUPPORTED_SCALES = (2, 3, 4)
-
-
-def validate_exits(exits, num_block):
-    """Check an ``exits`` list and return it as a tuple of ints.
-
-    Args:
-        exits (list[int] | tuple[int] | None): Depths (number of residual blocks, 1-based) after which an exit branches.
-        num_block (int): Residual blocks in the trunk; the trunk's own output is the deepest exit and is not listed.
-
-    Returns:
-        tuple[int]: The exits, ascending.
-
-    Raises:
-        ValueError: If the list is not strictly ascending integers in ``[1, num_block - 1]``.
-    """
-    exits = tuple(exits or ())
-    if any(isinstance(e, bool) or not isinstance(e, int) for e in exits):
-        raise ValueError(f'exits must be a list of integers (block depths), got {list(exits)}.')
-    if len(set(exits)) != len(exits):
-        raise ValueError(f'exits must not repeat a depth, got {list(exits)}.')
-    if list(exits) != sorted(exits):
-        raise ValueError(f'exits must be in ascending order, got {list(exits)}.')
-    bad = [e for e in exits if not 1 <= e < num_block]
-    if bad:
-        raise ValueError(f'exits must lie in [1, num_block - 1] = [1, {num_block - 1}] (the trunk output after block '
-                         f'{num_block} is always the final exit), got {bad} in {list(exits)}.')
-    return exits
+FINAL_TAIL = ('upconv1.', 'upconv2.', 'conv_hr.', 'conv_last.')  # MSRResNet's upsampling tail
 
 
 def upsample_tail(m, feat, x):
@@ -58,33 +35,11 @@ def upsample_tail(m, feat, x):
     else:
         out = m.lrelu(m.pixel_shuffle(m.upconv1(feat)))
     out = m.conv_last(m.lrelu(m.conv_hr(out)))
-    return out + F.interpolate(x, scale_factor=m.upscale, mode='bilinear', align_corners=False)
+    return out + _bilinear(x, m.upscale)
 
 
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; the gradient is multiplied by ``scale`` on the way back."""
-
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
-
-
-def scale_grad(x, scale):
-    """``x`` unchanged, its gradient times ``scale`` (no-op at 1)."""
-    return x if scale == 1 else _ScaleGrad.apply(x, scale)
-
-
-def _identity_conv1x1(num_feat):
-    conv = nn.Conv2d(num_feat, num_feat, 1)
-    with torch.no_grad():
-        conv.weight.copy_(torch.eye(num_feat).view(num_feat, num_feat, 1, 1))
-        conv.bias.zero_()
-    return conv
+def _bilinear(x, scale):
+    return F.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=False)
 
 
 class ExitTail(nn.Module):
@@ -111,16 +66,30 @@ class ExitTail(nn.Module):
         return upsample_tail(self, feat, x)
 
 
+def _srresnet_opt(state):
+    """The shape of an MSRResNet-like trunk read from ``state``, or None when ``state`` has none."""
+    if 'conv_first.weight' not in state or 'conv_after_body.weight' in state:  # EDSR has the same first names
+        return None
+    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r'body\.(\d+)\.conv1\.weight$', k))})
+    if not blocks or blocks != list(range(len(blocks))):
+        return None
+    num_feat, num_in_ch = (int(s) for s in state['conv_first.weight'].shape[:2])
+    return dict(num_in_ch=num_in_ch, num_feat=num_feat, num_block=len(blocks))
+
+
+def _light_scale(weight, num_out_ch):
+    return round((weight.shape[0] / num_out_ch)**0.5)
+
+
 @ARCH_REGISTRY.register()
-class MultiExitSRResNet(MSRResNet):
+class MultiExitSRResNet(MultiExitNet, MSRResNet):
     """SRResNet (BasicSR's MSRResNet: residual blocks without BN) with extra exits for self-distillation.
 
     The trunk and the final tail are BasicSR's ``MSRResNet`` itself (same parameter names), so with ``exits=[]`` this
-    is a plain SRResNet-N whose state dict loads into ``MSRResNet(num_block=N)``. Each exit ``k`` adds an
-    :class:`ExitTail` on the features after residual block ``k``; "first conv + blocks 1..k + tail k" is then an
-    ``MSRResNet(num_block=k)`` weight for weight (parameters ``exit_tails.<k>.*`` map to the MSRResNet tail's).
-
-    Outputs are named by depth: the exit after block 8 is ``8``, the final output of a 32-block trunk is ``32``.
+    is a plain SRResNet-N whose state dict loads into ``MSRResNet(num_block=N)``. Each exit ``k`` adds a tail on the
+    features after residual block ``k``: with ``exit_head='full'`` an :class:`ExitTail` (MSRResNet's tail, so "first
+    conv + blocks 1..k + tail k" is an ``MSRResNet(num_block=k)`` weight for weight), with ``'light'`` a
+    :class:`~srdistill.archs.light_head.LightHead` (the exit is an :class:`MSRResNetLight`).
 
     Args:
         num_in_ch (int): Input channels. Default: 3.
@@ -130,104 +99,123 @@ class MultiExitSRResNet(MSRResNet):
         exits (list[int]): Depths after which an extra exit branches, ascending, each in [1, num_block - 1].
             Default: [] (no extra exit).
         upscale (int): 2, 3 or 4. Default: 4.
-        hint_adapters (bool): Add a learned 1x1 convolution per exit (``hint_adapters.<k>``, initialised to the
-            identity) that maps the exit's features onto the deepest ones for a FitNets hint loss
-            (:class:`~srdistill.losses.hint_loss.HintLoss`). Training-only: no output uses it, and exported exits
-            drop it. Default: False.
-        exit_grad_scale (float): Multiplies the gradient an exit's tail sends back into the shared trunk (the blocks
-            before the exit); the tail's own gradient is unchanged. Above 1 the shared blocks lean towards serving the
-            exit, below 1 towards the final output; 0 trains the exit tail on features it cannot change. Training
-            only: outputs are the same for any value. Default: 1.
+        exit_head (str): ``'full'`` (default: MSRResNet's upsampling tail, the paper's) or ``'light'``.
+        hint_adapters (bool): 1x1 adapters per exit for a FitNets hint loss (training only). Default: False.
+        exit_grad_scale (float): Scales the gradient exits send into the shared trunk (training only). Default: 1.
     """
 
-    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_block=32, exits=(), upscale=4,
+    FINAL_TAIL = FINAL_TAIL
+
+    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_block=32, exits=(), upscale=4, exit_head='full',
                  hint_adapters=False, exit_grad_scale=1.0):
         if upscale not in SUPPORTED_SCALES:
             raise ValueError(f'upscale must be one of {SUPPORTED_SCALES}, got {upscale}.')
         if not isinstance(num_block, int) or num_block < 1:
             raise ValueError(f'num_block must be a positive integer, got {num_block}.')
-        exits = validate_exits(exits, num_block)
-        super().__init__(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
-                         upscale=upscale)
-        if isinstance(exit_grad_scale, bool) or not isinstance(exit_grad_scale, (int, float)) or exit_grad_scale < 0:
-            raise ValueError(f'exit_grad_scale must be a number >= 0, got {exit_grad_scale!r}.')
-        self.num_block = num_block
-        self.exits = exits
-        self.exit_grad_scale = float(exit_grad_scale)
-        self.exit_tails = nn.ModuleDict({str(k): ExitTail(num_feat, num_out_ch, upscale) for k in exits})
-        if hint_adapters:
-            if not exits:
-                raise ValueError('hint_adapters needs at least one exit (network_g.exits): they map exit features.')
-            self.hint_adapters = nn.ModuleDict({str(k): _identity_conv1x1(num_feat) for k in exits})
+        MSRResNet.__init__(self, num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
+                           upscale=upscale)
+        self.num_out_ch = num_out_ch
+        self.init_exits(num_feat, num_block, exits, upscale, exit_head, hint_adapters, exit_grad_scale,
+                        num_in_ch=num_in_ch, num_out_ch=num_out_ch)
 
-    @property
-    def depths(self):
-        """tuple[int]: Depth of every output, ascending; the last is the final output (``num_block``)."""
-        return self.exits + (self.num_block,)
+    def embed(self, x):
+        return self.lrelu(self.conv_first(x)), x
 
-    def forward_with_features(self, x):
-        """Every output from one pass of the trunk, and the trunk features they branch off.
+    def final_output(self, feat, x):
+        return upsample_tail(self, feat, x)
 
-        Args:
-            x (Tensor): LR input, (N, num_in_ch, H, W).
+    def make_exit_tail(self):
+        if self.exit_head == 'light':
+            return LightHead(self.num_feat, self.num_out_ch, self.upscale)
+        return ExitTail(self.num_feat, self.num_out_ch, self.upscale)
 
-        Returns:
-            tuple[OrderedDict[int, Tensor], list[Tensor]]: ``{depth: SR image}`` as ``forward(x, exit='all')``, and
-            the trunk features ``feats[d]`` after residual block ``d`` for ``d = 0..num_block`` (``feats[0]``: after
-            the first convolution), each (N, num_feat, H, W). Feature-level distillation losses read them.
+    def exit_forward(self, tail, feat, x):
+        if self.exit_head == 'light':
+            return tail(feat) + _bilinear(x, self.upscale)
+        return tail(feat, x)
+
+    def exit_network_opt(self, depth):
+        opt = dict(num_in_ch=self.num_in_ch, num_out_ch=self.num_out_ch, num_feat=self.num_feat, num_block=depth,
+                   upscale=self.upscale)
+        light = self.exit_head == 'light' and depth != self.num_block
+        return dict(type='MSRResNetLight' if light else 'MSRResNet', **opt)
+
+    def receptive_radius(self, depth=None):
+        """``2 * depth + 3`` LR pixels for the full tail, ``2 * depth + 2`` for the light head (any scale).
+
+        - ``conv_first`` (3x3 at LR): 1; each residual block's two 3x3 convolutions: 2, so ``2 * depth``;
+        - full tail: ``upconv1`` (3x3 at LR): 1; everything above LR resolution together reaches 1 more LR pixel (x4:
+          ``upconv2`` at 2x, 1/2 LR px, then ``conv_hr`` and ``conv_last`` at 4x, 1/2 LR px; x2/x3: ``conv_hr`` and
+          ``conv_last`` at s x, 2 px), exactly one at the worst sub-pixel position;
+        - light head: its 3x3 convolution at LR: 1;
+        - the bilinear skip reaches 1 LR pixel, within the above.
+
+        ``tests/test_architecture.py`` measures it from input gradients for both heads and every scale.
         """
-        outputs = OrderedDict()
-        feat = self.lrelu(self.conv_first(x))
-        feats = [feat]
-        for depth, block in enumerate(self.body, start=1):
-            feat = block(feat)
-            feats.append(feat)
-            if depth in self.exits:
-                outputs[depth] = self._exit_output(depth, feat, x)
-        outputs[self.num_block] = upsample_tail(self, feat, x)
-        return outputs, feats
+        depth = self.num_block if depth is None else depth
+        light = self.exit_head == 'light' and depth != self.num_block
+        return 2 * depth + (2 if light else 3)
 
-    def _exit_output(self, depth, feat, x):
-        return self.exit_tails[str(depth)](scale_grad(feat, self.exit_grad_scale), x)
+    @classmethod
+    def opt_from_state_dict(cls, state):
+        """A MultiExitSRResNet or BasicSR MSRResNet state dict (exits from ``exit_tails.<k>``, the head from their
+        layers); None for anything else (a light standalone exit is :class:`MSRResNetLight`'s)."""
+        trunk = _srresnet_opt(state)
+        if trunk is None or 'upconv1.weight' not in state or 'conv_last.weight' not in state:
+            return None
+        num_out_ch = int(state['conv_last.weight'].shape[0])
+        upscale = 4 if 'upconv2.weight' in state else round((state['upconv1.weight'].shape[0] / trunk['num_feat'])**0.5)
+        exits = sorted({int(m.group(1)) for k in state if (m := re.match(r'exit_tails\.(\d+)\.', k))})
+        opt = dict(type=cls.__name__, **trunk, num_out_ch=num_out_ch, exits=exits, upscale=upscale)
+        if any(re.match(r'exit_tails\.\d+\.conv\.weight$', k) for k in state):
+            opt['exit_head'] = 'light'
+        if any(k.startswith('hint_adapters.') for k in state):
+            opt['hint_adapters'] = True
+        return opt
 
-    def forward(self, x, exit=None, return_features=False):  # noqa: A002 (``exit`` is the natural name here)
-        """Run the network.
 
-        Args:
-            x (Tensor): LR input, (N, num_in_ch, H, W).
-            exit (int | str | list[int] | None): ``None`` (default): the final output only; no exit tail runs.
-                An int ``k`` (an exit depth or ``num_block``): that output only; only blocks 1..k run.
-                ``'all'``: every output from one pass of the trunk. A list of depths: those outputs from one pass
-                that stops at the deepest of them.
-            return_features (bool): With ``exit='all'``, also return the trunk features (see
-                :meth:`forward_with_features`; through ``forward`` so that DDP wrappers see the call).
+@ARCH_REGISTRY.register()
+class MSRResNetLight(nn.Module):
+    """An SRResNet exit with the light head, standalone: MSRResNet's first convolution and residual blocks, then one
+    3x3 convolution to ``num_out_ch * upscale**2`` channels and a pixel shuffle at LR resolution (as ESPCN), plus
+    MSRResNet's bilinear skip.
 
-        Returns:
-            Tensor | OrderedDict[int, Tensor]: SR image(s), (N, num_out_ch, H * upscale, W * upscale); for ``'all'``
-            (or a list) an ordered dict ``{depth: image}``, shallowest first.
-        """
-        if return_features:
-            if exit != 'all':
-                raise ValueError("return_features=True needs exit='all'.")
-            return self.forward_with_features(x)
-        if exit is None:
-            return super().forward(x)
-        if exit == 'all':
-            wanted = self.depths
-        elif isinstance(exit, (list, tuple)) and exit and all(e in self.depths for e in exit):
-            wanted = tuple(sorted(set(exit)))
-        elif not isinstance(exit, (list, tuple)) and exit in self.depths:
-            wanted = (exit, )
-        else:
-            raise ValueError(f"exit must be None, 'all', one of {list(self.depths)} or a list of them, got {exit!r}.")
+    Same parameter names as an exit of a light-head :class:`MultiExitSRResNet` (``conv_first``, ``body.<i>``,
+    ``tail.conv``), so ``exit_state_dict`` loads into it strictly.
 
-        outputs = OrderedDict()
-        feat = self.lrelu(self.conv_first(x))
-        for depth, block in enumerate(self.body, start=1):
-            feat = block(feat)
-            if depth in wanted:
-                is_final = depth == self.num_block
-                outputs[depth] = upsample_tail(self, feat, x) if is_final else self._exit_output(depth, feat, x)
-                if depth == wanted[-1]:
-                    break
-        return outputs[exit] if isinstance(exit, int) else outputs
+    Args:
+        num_in_ch (int): Input channels. Default: 3.
+        num_out_ch (int): Output channels. Default: 3.
+        num_feat (int): Feature channels. Default: 64.
+        num_block (int): Residual blocks. Default: 8.
+        upscale (int): 2, 3 or 4. Default: 4.
+    """
+
+    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_block=8, upscale=4):
+        super().__init__()
+        self.upscale, self.num_block = upscale, num_block
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.body = make_layer(ResidualBlockNoBN, num_block, num_feat=num_feat)
+        self.tail = LightHead(num_feat, num_out_ch, upscale)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+        default_init_weights([self.conv_first], 0.1)
+
+    def forward(self, x):
+        return self.tail(self.body(self.lrelu(self.conv_first(x)))) + _bilinear(x, self.upscale)
+
+    def receptive_radius(self, depth=None):
+        """``2 * num_block + 2`` LR pixels (see :meth:`MultiExitSRResNet.receptive_radius`)."""
+        return 2 * self.num_block + 2
+
+    @classmethod
+    def opt_from_state_dict(cls, state):
+        trunk = _srresnet_opt(state)
+        if trunk is None or set(k for k in state if k.startswith('tail.')) != {'tail.conv.weight', 'tail.conv.bias'}:
+            return None
+        channels = int(state['tail.conv.bias'].shape[0])
+        # the pixel shuffle's output channels are not stored: the input's (RGB or gray), else the first that fits
+        for out_ch in dict.fromkeys((trunk['num_in_ch'], 3, 1)):
+            upscale = _light_scale(state['tail.conv.weight'], out_ch)
+            if upscale in SUPPORTED_SCALES and out_ch * upscale**2 == channels:
+                return dict(type=cls.__name__, **trunk, num_out_ch=out_ch, upscale=upscale)
+        return None

@@ -11,7 +11,7 @@ from os import path as osp
 import torch
 from torch import nn
 
-from srdistill.evaluation.checkpoints import load_checkpoint
+from srdistill.archs.checkpoints import load_checkpoint
 from srdistill.evaluation.exits import evaluate, paired_files
 
 # |mean PSNR - fp32 mean PSNR| allowed per variant, dB

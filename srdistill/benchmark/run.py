@@ -1,7 +1,6 @@
-"""The speed benchmark: training throughput (with the fast settings), per-exit inference latency, achieved GFLOP/s,
-and optionally the data wait of real training iterations and the PSNR of trained weights under each fast setting; a
-markdown/JSON report."""
-import json
+"""The speed benchmark's measurements: training throughput (with the fast settings), per-exit inference latency,
+achieved GFLOP/s, and optionally the data wait of real training iterations and the PSNR of trained weights under each
+fast setting. :mod:`srdistill.benchmark.report` renders them."""
 import os
 import platform
 import tempfile
@@ -9,21 +8,22 @@ from os import path as osp
 
 import torch
 
-from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
+from srdistill.archs.cost import exit_macs, forward_macs
+from srdistill.archs.multi_exit import build_network
 from srdistill.benchmark.data_wait import measure_data_wait
 from srdistill.benchmark.measure import inference_variants, matmul_gflops, training_steps
 from srdistill.benchmark.precision import precision_check
-from srdistill.evaluation.cost import exit_macs, forward_macs
-from srdistill.export.subnet import build_exit
 from srdistill.version import __version__
 
 DATA_STARVED_FRACTION = 0.05  # the report says data loading starves the device above this share of the wall time
 
 
-def _model_opts(num_feat, num_block, exit_depth, scale):
+def _model_opts(arch, num_feat, num_block, exit_depth, scale):
     train = {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99]},
              'scheduler': {'type': 'MultiStepLR', 'milestones': [10**9], 'gamma': 0.5}}
-    ours = {'type': 'MultiExitSRResNet', 'num_feat': num_feat, 'num_block': num_block, 'upscale': scale}
+    ours = {'type': arch, 'num_feat': num_feat, 'num_block': num_block, 'upscale': scale}
+    with torch.device('meta'):
+        plain = build_network(dict(ours, exits=[])).exit_network_opt(num_block)  # the BasicSR network it extends
     # the reference rows use the default memory layout, as BasicSR's SRModel does; the fast settings come after
     base = {'scale': scale, 'path': {}, 'is_train': True}
     return {
@@ -33,10 +33,9 @@ def _model_opts(num_feat, num_block, exit_depth, scale):
         'same trunk, no exit': dict(base, model_type='SelfDistillSRModel', network_g=dict(ours, exits=[]),
                                     train=dict(train, pixel_opt={'type': 'SelfDistillationLoss'},
                                                channels_last=False)),
-        'BasicSR SRModel + MSRResNet': dict(
-            base, model_type='SRModel', network_g={'type': 'MSRResNet', 'num_feat': num_feat, 'num_block': num_block,
-                                                   'upscale': scale},
-            train=dict(train, pixel_opt={'type': 'L1Loss', 'loss_weight': 1.0})),
+        f'BasicSR SRModel + {plain["type"]}': dict(
+            base, model_type='SRModel', network_g=plain, train=dict(train, pixel_opt={'type': 'L1Loss',
+                                                                                      'loss_weight': 1.0})),
     }
 
 
@@ -72,11 +71,12 @@ def environment(device):
 
 def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt_size=96, lr_size=(180, 320),
                   device=None, warmup=2, repeats=5, compile_=True, data_opt=None, data_iters=50, num_worker=None,
-                  data_amp=None, data_channels_last=None, ckpt=None, val_dir=None, param_key='params', root=None):
-    """Measure everything; returns the report dict (see :func:`markdown`).
+                  data_amp=None, data_channels_last=None, ckpt=None, val_dir=None, param_key='params', root=None,
+                  arch='MultiExitSRResNet'):
+    """Measure everything; returns the report dict (see :func:`srdistill.benchmark.report.markdown`).
 
     Args:
-        num_feat, num_block, exit_depth, scale: The network (SRResNet-``num_block``, exit after ``exit_depth``).
+        num_feat, num_block, exit_depth, scale: The network (``num_block`` blocks, exit after ``exit_depth``).
         batch, gt_size: Training batch of random ``gt_size`` HR patches already on the device.
         lr_size (tuple[int]): (H, W) of the LR image for inference.
         device (str | torch.device | None): Default: CUDA when present, else CPU.
@@ -93,11 +93,12 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
         val_dir (str | None): Benchmark folder (``HR/``, ``LR_bicubic/X<scale>/``) for ``ckpt``.
         param_key (str): Weights of ``ckpt``: ``params`` or ``params_ema``. Default: ``'params'``.
         root (str | None): Project root for the relative paths in ``data_opt``. Default: the current directory.
+        arch (str): A registered multi-exit architecture. Default: ``'MultiExitSRResNet'``.
     """
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     if ckpt is not None and val_dir is None:
         raise ValueError('the precision check (ckpt) needs val_dir, a folder with HR/ and LR_bicubic/X<scale>/.')
-    settings = dict(num_feat=num_feat, num_block=num_block, exit=exit_depth, scale=scale, batch=batch,
+    settings = dict(arch=arch, num_feat=num_feat, num_block=num_block, exit=exit_depth, scale=scale, batch=batch,
                     gt_size=gt_size, lr_size=list(lr_size), warmup=warmup, repeats=repeats)
     report = {'environment': environment(device), 'settings': settings, 'training': [], 'inference': []}
     if data_opt is not None:
@@ -108,7 +109,7 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
                                for path in ([data_opt] if isinstance(data_opt, str) else data_opt)]
 
     lq = gt_size // scale
-    model_opts = _model_opts(num_feat, num_block, exit_depth, scale)
+    model_opts = _model_opts(arch, num_feat, num_block, exit_depth, scale)
     sd_name, sd_opt = next(iter(model_opts.items()))
     runs = [(name, opt, None, False, name == sd_name) for name, opt in model_opts.items()]
     for label, amp, channels_last, fused in fast_training_settings(device):
@@ -117,9 +118,9 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
         runs.append((f'{sd_name}, {label}', opt, amp, channels_last, True))
     measured = training_steps([run[1] for run in runs], batch, gt_size, scale, device, warmup, repeats)
     for (name, opt, amp, channels_last, is_sd), step in zip(runs, measured):
-        net = MultiExitSRResNet(num_feat=num_feat, num_block=num_block, upscale=scale,
-                                exits=opt['network_g'].get('exits', []))
-        macs = forward_macs(net, (lq, lq), exit='all') * batch
+        net_g = dict(opt['network_g'], type=arch, exits=opt['network_g'].get('exits', []))
+        with torch.device('meta'):
+            macs = forward_macs(build_network(net_g), (lq, lq), exit='all') * batch
         report['training'].append(dict(model=name, samples_per_s=batch / step['step_s'], forward_gmacs=macs / 1e9,
                                        amp=amp or 'fp32', channels_last=channels_last,
                                        fused_adam=opt['train']['optim_g'].get('fused') is True, **step))
@@ -127,12 +128,12 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
     for row, run in zip(report['training'], runs):
         row['speedup_vs_sd_fp32'] = sd_step / row['step_s'] if run[-1] else None
 
-    net = MultiExitSRResNet(num_feat=num_feat, num_block=num_block, exits=[exit_depth], upscale=scale).eval()
-    net_opt = dict(num_in_ch=3, num_out_ch=3, num_feat=num_feat, num_block=num_block, upscale=scale)
+    net = build_network(dict(type=arch, num_feat=num_feat, num_block=num_block, exits=[exit_depth],
+                             upscale=scale)).eval()
     with tempfile.TemporaryDirectory() as tmp:
         for depth in (exit_depth, num_block):
             onnx_path = osp.join(tmp, f'e{depth}.onnx')
-            sub = build_exit(net_opt, net.state_dict(), depth)
+            sub = net.exit_network(depth)
             dims = {0: torch.export.Dim('batch'), 2: torch.export.Dim('height'), 3: torch.export.Dim('width')}
             torch.onnx.export(sub, (torch.rand(1, 3, *lr_size), ), onnx_path, input_names=['lr'], output_names=['sr'],
                               dynamo=True, dynamic_shapes=(dims, ), external_data=False, verbose=False)
@@ -147,193 +148,3 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
     if ckpt is not None:
         report['precision'] = precision_check(ckpt, val_dir, device, param_key)
     return report
-
-
-def _fmt_speedup(value):
-    return '' if value is None else f'{value:.2f}x'
-
-
-def _setting(row):
-    """A training row's fast setting in words, e.g. ``bf16 + channels_last``."""
-    amp = [] if row.get('amp', 'fp32') == 'fp32' else [row['amp']]
-    return ' + '.join(amp + (['channels_last'] if row.get('channels_last') else [])
-                      + (['fused Adam'] if row.get('fused_adam') else [])) or 'fp32'
-
-
-def _training_lines(report):
-    train = report['training']
-    kernels = 'cuda_kernels' in train[0]
-    lines = ['## Training throughput', '',
-             '| model | amp | channels_last | step (s) | samples/s | forward GMACs per step | ATen ops per step | '
-             + ('CUDA kernels per step | ' if kernels else '') + 'speed-up vs fp32 self-distillation |',
-             '|---|---|---|---|---|---|---|---|' + ('---|' if kernels else '')]
-    for row in train:
-        lines.append(f"| {row['model']} | {row.get('amp', 'fp32')} | {'yes' if row.get('channels_last') else 'no'} | "
-                     f"{row['step_s']:.4g} | {row['samples_per_s']:.1f} | {row['forward_gmacs']:.3g} | "
-                     f"{row.get('aten_ops', '')} | " + (f"{row.get('cuda_kernels', '')} | " if kernels else '')
-                     + f"{_fmt_speedup(row.get('speedup_vs_sd_fp32'))} |")
-    sd, plain, basic = train[:3]
-    ops = ''
-    if 'aten_ops' in plain:
-        ops = (f", dispatching {plain['aten_ops']} against {basic['aten_ops']} ATen operators per step"
-               + (f" and launching {plain['cuda_kernels']} against {basic['cuda_kernels']} CUDA kernels"
-                  if kernels else ''))
-    lines += ['', f"- our plain path vs BasicSR's own: {plain['step_s'] / basic['step_s']:.3f}x the step time "
-              f'(1.0 = same speed; below 1 is faster){ops};',
-              f"- the exit's extra cost: {sd['step_s'] / plain['step_s']:.3f}x the step time for "
-              f"{sd['forward_gmacs'] / plain['forward_gmacs']:.3f}x the multiply-adds;"]
-    fast = train[3:]
-    if fast:
-        best = max(fast, key=lambda row: row['speedup_vs_sd_fp32'])
-        lines.append('- fast settings of the self-distillation step (options `train.amp`, `train.channels_last`, '
-                     '`train.optim_g.fused`): '
-                     + ', '.join(f"{_setting(row)} {row['speedup_vs_sd_fp32']:.2f}x" for row in fast)
-                     + f" the fp32 speed (above 1 is faster); the fastest is {_setting(best)}.")
-    if not any(row.get('amp', 'fp32') != 'fp32' for row in train):
-        lines.append('- `train.amp` (bf16/fp16 autocast) applies on CUDA only, so no AMP row is measured here.')
-    return lines + ['']
-
-
-def _data_wait_lines(runs, fastest):
-    """The data-loading section: a row per options file measured; ``fastest``: the fastest self-distillation row."""
-    d = runs[0]
-    net = d['network']
-    lines = ['## Data loading in real training iterations', '',
-             f"{d['model_type']} with {net.get('type')} ({net.get('num_block')} blocks, {net.get('num_feat')} "
-             f"channels, exits {net.get('exits', [])}), train.amp {d['amp']}, train.channels_last "
-             f"{str(d['channels_last']).lower()} (as the built model uses them), device `{d['device']}`; batch "
-             f"{d['batch']} of {d['gt_size']}x{d['gt_size']} HR patches. Means of {d['iters']} iterations after "
-             f"{d['warmup']} warm-up ones. The data wait is `prefetcher.next()` and `feed_data`, with the device "
-             'synchronised on both sides: an upper bound of the time it sits idle. Before them, without the model: '
-             "the CPU time of one sample in the main process (one core) and what the data loader delivers with its "
-             'workers. After them the loop runs free as a real run does (synchronised only at the end), in turn with '
-             'the same loop on one batch already on the device: the throughput lost between the two is what the data '
-             'costs a real run.', '',
-             '| options | dataset (from) | workers | prefetch | pin memory | CPU ms per sample | loader alone '
-             '(samples/s) | mean data wait, synchronised (ms) | longest (ms) | data wait / wall time | training, '
-             'free-running (samples/s) | same loop without data (samples/s) | throughput lost to data | '
-             'loader restarts |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
-    for r in runs:
-        free = 'free_samples_per_s' in r  # reports written before the free-running loop have only the wait
-        lines.append(
-            f"| `{r['options']}` | {r['dataset_type']} `{r['dataset']}` ({r['samples']} pairs, {r['io_backend']}) | "
-            f"{r['num_worker_per_gpu']} | {r['prefetch_mode']} | {'yes' if r.get('pin_memory') else 'no'} | "
-            + (f"{r['sample_ms']:.2f} | {r['loader_samples_per_s']:.0f} | " if 'sample_ms' in r else '| | ')
-            + f"{1000 * r['data_wait_s']:.2f} | {1000 * r['max_data_wait_s']:.2f} | {100 * r['data_fraction']:.1f}% | "
-            + (f"{r['free_samples_per_s']:.1f} | {r['model_samples_per_s']:.1f} | {100 * r['data_cost']:.1f}% | "
-               if free else '| | | ') + f"{r['epoch_restarts']} |")
-    lines.append('')
-    for r in runs:
-        cost, what = ((r['data_cost'], 'of the free-running throughput lost to it')
-                      if 'data_cost' in r else (r['data_fraction'], 'of the wall time waiting'))
-        starved = cost >= DATA_STARVED_FRACTION
-        if not starved:
-            verdict = 'does not starve the device'
-        elif r['device'].startswith('cuda'):
-            verdict = ("starves the device: `pin_memory: true` (the loader's pinning thread then receives the batches, "
-                       'not the training loop), `prefetch_mode: cuda` (copies on a side stream), more loader workers '
-                       '(`--num-worker`, option `num_worker_per_gpu`) or `.npy` arrays (`PairedNpyDataset`) may help')
-        else:
-            verdict = ("slows training: on a CPU the loader's workers take cores from the model, so `.npy` arrays "
-                       '(`PairedNpyDataset`, the least CPU per sample) or fewer workers may help')
-        line = (f"- `{r['options']}`: data loading {verdict} ({100 * cost:.1f}% {what}; the line drawn here is "
-                f"{100 * DATA_STARVED_FRACTION:.0f}%)")
-        if 'sample_ms' in r and fastest:
-            cores = fastest['samples_per_s'] * r['sample_ms'] / 1000
-            line += (f"; feeding the fastest self-distillation step of this run ({fastest['model']}, "
-                     f"{fastest['samples_per_s']:.0f} samples/s) takes {cores:.2f} CPU cores of loading at "
-                     f"{r['sample_ms']:.2f} ms per sample")
-        lines.append(line + '.')
-    return lines + ['']
-
-
-def _precision_lines(p):
-    net, tol = p['network'], p['tolerance_db']
-    measured = {row['variant'] for row in p['rows']}
-    tol_text = '; '.join(f'{v} {t} dB' for v, t in tol.items() if v in measured)
-    tf32 = ('' if p.get('cudnn_allow_tf32') is None else
-            f"; cuDNN TF32 for the fp32 convolutions {'allowed' if p['cudnn_allow_tf32'] else 'off'} (PyTorch's "
-            'default: allowed)')
-    lines = ['## Precision of the fast settings on trained weights', '',
-             f"Checkpoint `{p['checkpoint']}` (weights `{p['param_key']}`: SRResNet-{net['num_block']}, "
-             f"{net['num_feat']} channels, exits {net['exits']}, x{p['scale']}) on `{p['val_dir']}` ({p['images']} "
-             f"images), device `{p['device']}`: mean Y-PSNR (SR rounded to 8 bits, MATLAB Y, {p['scale']}-pixel "
-             f"border cropped){tf32}. Tolerance on the change of the mean PSNR from fp32: {tol_text}.", '',
-             '| output | variant | PSNR (dB) | SSIM | change vs fp32 (dB) | largest change of one image (dB) | '
-             'tolerance (dB) | result |', '|---|---|---|---|---|---|---|---|']
-    for row in p['rows']:
-        if row['passed'] is None:
-            cells = ['', '', '', 'reference']
-        else:
-            cells = [f"{row['delta_db']:+.4f}", f"{row['max_image_delta_db']:.4f}", f"{row['tolerance_db']}",
-                     'pass' if row['passed'] else '**FAIL**']
-        lines.append(f"| {row['output']} | {row['variant']} | {row['psnr']:.4f} | {row['ssim']:.4f} | "
-                     + ' | '.join(cells) + ' |')
-    failed = [f"{row['output']} {row['variant']}" for row in p['rows'] if row['passed'] is False]
-    lines += ['', '- every fast setting is within its tolerance.' if not failed else
-              f"- **outside the tolerance**: {', '.join(failed)}."]
-    if not any(v in measured for v in ('fp16', 'bf16')):
-        lines.append('- fp16/bf16 autocast is checked on CUDA only.')
-    return lines + ['']
-
-
-def markdown(report):
-    """The report as markdown, with the ratios the speed claims rest on (a pure function of ``report``)."""
-    env, s = report['environment'], report['settings']
-    gpu = f", GPU {env['gpu']}" if 'gpu' in env else ''
-    lines = ['# Speed benchmark', '', f"Machine: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch "
-             f"threads){gpu}; device `{env['device']}`. Versions: torch {env['torch']}, BasicSR {env['basicsr']}, "
-             f"ONNX Runtime {env['onnxruntime']}, srdistill {env['srdistill']}; {env['platform']}.", '',
-             f"Settings: SRResNet-{s['num_block']} ({s['num_feat']} channels), exit after block {s['exit']}, "
-             f"x{s['scale']}; training batch {s['batch']} of {s['gt_size']}x{s['gt_size']} HR patches (random data "
-             f"already on the device: the model's own cost); inference on one {s['lr_size'][1]}x{s['lr_size'][0]} LR "
-             f"image. Medians of {s['repeats']} runs after {s['warmup']} warm-up runs, all measured in one run; the "
-             f"training steps interleaved (one step of each model in turn). Operator and kernel counts: one more "
-             "step of each model under the PyTorch profiler.", '']
-    lines += _training_lines(report)
-    lines += ['## Inference latency per exit (ms)', '']
-    variants = [k for k in report['inference'][0]['ms'] if k != 'compile_s']
-    lines += ['| output | GMACs | ' + ' | '.join(variants) + ' | achieved GFLOP/s (eager) |',
-              '|---|---|' + '---|' * len(variants) + '---|']
-    for row in report['inference']:
-        lines.append(f"| {row['output']} | {row['gmacs']:.2f} | " + ' | '.join(f"{row['ms'][v]:.1f}" for v in variants)
-                     + f" | {row['achieved_gflops']:.1f} |")
-    exit_row, full = report['inference']
-    speedup = full['ms']['eager'] / exit_row['ms']['eager']
-    lines += ['', f"- exit {exit_row['output']} vs the full network (eager): {speedup:.2f}x faster for "
-              f"{full['gmacs'] / exit_row['gmacs']:.2f}x fewer multiply-adds;"]
-    if 'compile_s' in full['ms']:
-        lines.append(f"- torch.compile took {full['ms']['compile_s']:.1f} s to compile the full network (excluded).")
-    lines += ['', '## How close to the hardware', ''] + _hardware_lines(report, full['achieved_gflops'])
-    if report.get('data_wait'):
-        runs = report['data_wait']
-        runs = [runs] if isinstance(runs, dict) else runs  # reports written before several files were measured
-        sd_rows = [row for row in report['training'] if row.get('speedup_vs_sd_fp32') is not None]
-        lines += _data_wait_lines(runs, max(sd_rows, key=lambda row: row['samples_per_s']) if sd_rows else None)
-    if report.get('precision'):
-        lines += _precision_lines(report['precision'])
-    return '\n'.join(lines)
-
-
-def _hardware_lines(report, achieved):
-    """The network's achieved GFLOP/s against a dense matmul of the same device (and, on CUDA, the same precision)."""
-    n = report.get('matmul_n', 2048)  # reports written before the size was recorded used 2048
-    lines = [f"A {n}x{n} fp32 matmul reaches {report['matmul_gflops']:.1f} GFLOP/s on this device; the full network "
-             f"(eager) reaches {achieved:.1f} GFLOP/s, {100 * achieved / report['matmul_gflops']:.0f}% of it."]
-    if report.get('matmul_tf32_gflops'):
-        lines.append(f"cuDNN runs the fp32 convolutions in TF32 (PyTorch's default), so the fair reference is the "
-                     f"same matmul in TF32: {report['matmul_tf32_gflops']:.1f} GFLOP/s, of which the network reaches "
-                     f"{100 * achieved / report['matmul_tf32_gflops']:.0f}%.")
-    return lines + ['']
-
-
-def write_report(report, path_md):
-    """Write ``path_md`` and the JSON next to it (``.json``). Returns both paths."""
-    os.makedirs(osp.dirname(osp.abspath(path_md)), exist_ok=True)
-    with open(path_md, 'w') as f:
-        f.write(markdown(report))
-    path_json = osp.splitext(path_md)[0] + '.json'
-    with open(path_json, 'w') as f:
-        json.dump(report, f, indent=1)
-    return path_md, path_json

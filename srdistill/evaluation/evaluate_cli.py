@@ -13,22 +13,22 @@ from os import path as osp
 
 import yaml
 
-from srdistill.evaluation.checkpoints import experiment_label, load_checkpoint
-from srdistill.evaluation.cost import MAC_OUTPUT_SIZE, exit_latency, exit_macs, exit_parameters
+from srdistill.archs.checkpoints import experiment_label, load_checkpoint
+from srdistill.archs.cost import MAC_OUTPUT_SIZE, exit_latency, exit_macs
+from srdistill.data.image_files import UINT8, read_image
 from srdistill.evaluation.exits import (
     dataset_pairs,
     default_device,
     evaluate,
     make_lpips,
     paired_files,
-    read_image,
     super_resolve,
 )
 from srdistill.evaluation.figures import comparison_picture, plot_tradeoff
 from srdistill.evaluation.report import PROTOCOL, markdown, write_reports
 from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample
 from srdistill.utils.errors import UserError, report_errors
-from srdistill.utils.tiling import plan_overlap, receptive_radius
+from srdistill.utils.tiling import plan_overlap
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir))
 
@@ -113,7 +113,7 @@ def run(args):
     models = _load_models(args, opt, device)
     scale = models[0][1].upscale
     # every output comes from one pass of the whole network: the deepest one sets the overlap
-    overlap, note = plan_overlap(args.tile, args.tile_overlap, receptive_radius(max(n.num_block for _, n, _ in models)))
+    overlap, note = plan_overlap(args.tile, args.tile_overlap, max(n.receptive_radius() for _, n, _ in models))
     if note:
         print(f'srdistill: note: {note}', file=sys.stderr)
     datasets = _datasets(args, opt, scale)
@@ -135,7 +135,7 @@ def run(args):
         for d in depths[label]:
             latency = None if args.no_latency else exit_latency(net, d, (out_h // scale, out_w // scale), device,
                                                                 repeats=args.latency_repeats)
-            rows[(label, f'e{d}')] = dict(model=label, output=f'e{d}', depth=d, params=exit_parameters(net, d),
+            rows[(label, f'e{d}')] = dict(model=label, output=f'e{d}', depth=d, params=net.exit_parameters(d),
                                           macs=exit_macs(net, d, (out_h, out_w)), latency_ms=latency)
     metrics = ('psnr', 'ssim') + (('psnr_rgb', ) if args.rgb else ()) + (('lpips', ) if lpips_fn else ())
     for name, pairs in datasets:
@@ -171,7 +171,7 @@ def _picture(models, depths, dataset, scale, per_image, args, device, path, over
     panels = []
     for gt_path, lq_path in pairs[:args.picture_images]:
         image = osp.splitext(osp.basename(lq_path))[0]
-        gt, lq = read_image(gt_path), read_image(lq_path)
+        gt, lq = read_image(gt_path, UINT8), read_image(lq_path, UINT8)
         scores = dict(next(s for n, s in per_image[models[0][0]][name] if n == image))
         columns = [('bicubic', bicubic_upsample(lq, scale), scores['bicubic']['psnr'])]
         for label, net, _ in models:

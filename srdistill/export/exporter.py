@@ -7,11 +7,10 @@ from os import path as osp
 
 import torch
 
+from srdistill.archs.checkpoints import experiment_label, network_from_state_dict, read_state_dicts
+from srdistill.archs.cost import MAC_OUTPUT_SIZE, exit_macs
 from srdistill.data.download import sha256sum
-from srdistill.evaluation.checkpoints import experiment_label, load_checkpoint, read_state_dicts
-from srdistill.evaluation.cost import MAC_OUTPUT_SIZE, exit_macs, exit_parameters
 from srdistill.export import formats
-from srdistill.export.subnet import build_exit, resolve_exits
 from srdistill.utils.errors import UserError
 from srdistill.utils.partial_files import remove_stale
 from srdistill.version import __version__
@@ -52,7 +51,7 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
     """Export the chosen exits of ``ckpt`` in ``formats_`` into ``out_dir``, with a JSON sidecar per file.
 
     Args:
-        ckpt (str): Multi-exit (or plain MSRResNet) checkpoint.
+        ckpt (str): Multi-exit (or plain BasicSR) checkpoint of a registered architecture.
         formats_ (tuple[str]): Among ``pth``, ``safetensors``, ``onnx``, ``torchscript``.
         out_dir (str): Output folder.
         exits (str | list[int]): ``'all'``, ``'final'`` or depths.
@@ -79,10 +78,10 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
         raise UserError(f'unknown format(s) {unknown}; choose among {list(formats.SUFFIXES)}.')
     if int8 and 'onnx' not in formats_:
         raise UserError('--int8 quantises the ONNX export: add onnx to --format.')
-    multi, net_opt = load_checkpoint(ckpt, opt_path, param_key)
-    depths = resolve_exits(exits, multi.depths)
-    states = read_state_dicts(ckpt)
+    states = read_state_dicts(ckpt)  # read once: every format is written from these
     chosen = states.get(param_key) or next(iter(states.values()))
+    multi, net_opt = network_from_state_dict(chosen, ckpt, opt_path)
+    depths = resolve_exits(exits, multi.depths)
     scale = net_opt['upscale']
     label = label or experiment_label(ckpt)
     targets = {(d, f): osp.join(out_dir, f'{label}_e{d}_x{scale}{formats.SUFFIXES[f]}') for d in depths
@@ -98,28 +97,29 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
     for depth in depths:
         with torch.no_grad():
             reference = multi(check, exit=depth).numpy()
-        sub = build_exit(net_opt, chosen, depth)
+        sub = multi.exit_network(depth, chosen)
         metadata = dict(source=osp.abspath(ckpt), source_sha256=source_hash, exit=depth, scale=scale,
                         param_key=param_key, srdistill_version=__version__)
+        network = multi.exit_network_opt(depth)  # the standalone network: its registry name and arguments
         for fmt in formats_:
             path = targets[(depth, fmt)]
             if (depth, fmt) not in todo:
                 sidecars.append(_read_sidecar(path))
                 continue
             if fmt == 'pth':
-                write = partial(formats.write_pth, net_opt=net_opt, states=states, depth=depth, check=check,
+                write = partial(formats.write_pth, multi=multi, states=states, depth=depth, check=check,
                                 reference=reference)
             elif fmt == 'safetensors':
-                write = partial(formats.write_safetensors, net_opt=net_opt, state=chosen, depth=depth, check=check,
-                                reference=reference, metadata=metadata)
+                write = partial(formats.write_safetensors, multi=multi, state=chosen, depth=depth, check=check,
+                                reference=reference, metadata=dict(metadata, network=json.dumps(network)))
             elif fmt == 'onnx':
                 write = partial(formats.write_onnx, net=sub, check=check, reference=reference)
             else:
                 write = partial(formats.write_torchscript, net=sub, check=check, reference=reference)
             diff = formats.write_checked(path, write, TOLERANCE[fmt])
             sidecar = dict(metadata, file=osp.basename(path), sha256=sha256sum(path), format=fmt,
-                           architecture='basicsr MSRResNet', num_feat=net_opt['num_feat'], num_block=depth,
-                           params=exit_parameters(multi, depth), macs=exit_macs(multi, depth),
+                           architecture=network['type'], network=network,
+                           params=multi.exit_parameters(depth), macs=exit_macs(multi, depth),
                            macs_output_size=list(MAC_OUTPUT_SIZE),
                            check_image=check_path or 'skimage.data.chelsea crop', check_shape=list(check.shape),
                            max_abs_diff=diff, tolerance=TOLERANCE[fmt],
@@ -132,6 +132,23 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
         elif int8:
             sidecars.append(_read_sidecar(targets[(depth, 'int8')]))
     return sidecars
+
+
+def resolve_exits(requested, depths):
+    """Depths to export: ``'all'``, ``'final'`` or a list of ints; each must be an output of the network.
+
+    Raises:
+        UserError: A depth the checkpoint does not have (the message lists the ones it has).
+    """
+    if requested in (None, 'all', ['all']):
+        return list(depths)
+    if requested in ('final', ['final']):
+        return [depths[-1]]
+    missing = [d for d in requested if d not in depths]
+    if missing:
+        raise UserError(f'--exit {missing}: the checkpoint has no such output; it has {list(depths)} (the last is the '
+                        'final output).')
+    return list(requested)
 
 
 def _to_write(targets, source, overwrite):

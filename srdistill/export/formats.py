@@ -2,9 +2,10 @@
 the largest absolute difference from the PyTorch exit's output; :func:`write_checked` renames the file into place only
 when that difference is within tolerance.
 
-- ``pth``: BasicSR checkpoint layout, ``{'params': ..., 'params_ema': ...}``, loadable by ``MSRResNet(num_block=k)``
-  with ``strict=True`` (and by BasicSR's ``pretrain_network_g``);
-- ``safetensors``: the same weights, without pickle;
+- ``pth``: BasicSR checkpoint layout, ``{'params': ..., 'params_ema': ...}``, loadable with ``strict=True`` by the
+  exit's standalone network (e.g. ``MSRResNet(num_block=k)``; see ``exit_network_opt``) and by BasicSR's
+  ``pretrain_network_g``;
+- ``safetensors``: the same weights, without pickle; its metadata holds the standalone network's options;
 - ``onnx``: dynamic batch, height and width, opset :data:`ONNX_OPSET`, checked with ``onnx.checker`` and run with
   ONNX Runtime;
 - ``torchscript``: a traced module (``torch.jit.load`` needs no srdistill/BasicSR code).
@@ -17,7 +18,7 @@ from os import path as osp
 import numpy as np
 import torch
 
-from srdistill.export.subnet import exit_state_dict, load_msrresnet
+from srdistill.archs.multi_exit import build_network
 from srdistill.utils.errors import UserError
 from srdistill.utils.partial_files import partial_path
 
@@ -56,24 +57,29 @@ def _diff(a, b):
     return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
 
 
-def write_pth(path, net_opt, states, depth, check, reference):
-    """``states``: ``{'params': state_dict, 'params_ema': state_dict?}`` of the multi-exit checkpoint."""
-    payload = {key: exit_state_dict(state, depth, net_opt['num_block']) for key, state in states.items()}
+def _standalone(multi, depth, state):
+    """The exit's standalone network (through ``ARCH_REGISTRY``) with ``state`` loaded strictly, as a user would."""
+    net = build_network(multi.exit_network_opt(depth))
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+def write_pth(path, multi, states, depth, check, reference):
+    """``states``: ``{'params': state_dict, 'params_ema': state_dict?}`` of the multi-exit network ``multi``."""
+    payload = {key: multi.exit_state_dict(depth, state) for key, state in states.items()}
     torch.save(payload, path)
     loaded = torch.load(path, map_location='cpu', weights_only=True)
-    net = load_msrresnet(net_opt, depth, loaded['params'])  # strict load into BasicSR's MSRResNet
     with torch.no_grad():
-        return _diff(net(check), reference)
+        return _diff(_standalone(multi, depth, loaded['params'])(check), reference)
 
 
-def write_safetensors(path, net_opt, state, depth, check, reference, metadata):
+def write_safetensors(path, multi, state, depth, check, reference, metadata):
     from safetensors.torch import load_file, save_file
 
-    weights = {k: v.contiguous() for k, v in exit_state_dict(state, depth, net_opt['num_block']).items()}
+    weights = {k: v.contiguous() for k, v in multi.exit_state_dict(depth, state).items()}
     save_file(weights, path, metadata={k: str(v) for k, v in metadata.items()})
-    net = load_msrresnet(net_opt, depth, load_file(path))
     with torch.no_grad():
-        return _diff(net(check), reference)
+        return _diff(_standalone(multi, depth, load_file(path))(check), reference)
 
 
 def write_onnx(path, net, check, reference):

@@ -2,42 +2,55 @@
 
 Every runner maps a float32 RGB batch (N, 3, h, w) in [0, 1] to its SR batch (N, 3, h * s, w * s), float32 in
 [0, 1], on the CPU; it has ``scale`` (s) and ``radius``, the receptive-field radius in LR pixels that exact tiles need
-(:func:`~srdistill.utils.tiling.receptive_radius`; None when the file is not an SRResNet). Tiling is the caller's
+(the architecture's ``receptive_radius``; None when no registered architecture recognises the weights). Tiling is the
+caller's
 (:func:`~srdistill.inference.images.upscale_image`), one tile on the device at a time.
 
 Weights are data in ``.pth`` (read with ``weights_only=True``), ``.safetensors`` and ONNX files; a TorchScript file
 is a program (its ``forward`` and ``__setstate__`` run its own code, which can read and write files), so it is loaded
 only when the user says they trust it. Non-finite weights (a run that diverged) are refused in every format.
 """
+import json
 import warnings
 import zipfile
 from os import path as osp
 
 import numpy as np
 import torch
-from basicsr.archs.srresnet_arch import MSRResNet
 
-from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
-from srdistill.evaluation.checkpoints import check_finite, infer_network_opt, load_checkpoint
+from srdistill.archs.checkpoints import check_finite, load_checkpoint, network_from_state_dict
+from srdistill.archs.multi_exit import build_network, network_opt_from_state_dict
 from srdistill.export.formats import JIT_DEPRECATION
 from srdistill.utils.errors import UserError, first_line
-from srdistill.utils.tiling import receptive_radius
 
 PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
-def _srresnet_radius(state, path):
-    """Receptive-field radius of the SRResNet whose weights (by name) are ``state``; None for another network."""
-    try:
-        return receptive_radius(infer_network_opt(state, path)['num_block'])
-    except UserError:
+def _radius(state):
+    """Receptive-field radius of the registered network whose weights (by name) are ``state``; None for another."""
+    opt = network_opt_from_state_dict(state)
+    if opt is None:
         return None
+    with torch.device('meta'):
+        return build_network(opt).receptive_radius()
+
+
+def _export_network(path):
+    """The standalone network's options that srdistill's exporter stored in a ``.safetensors`` file, or None."""
+    from safetensors import safe_open
+    with safe_open(path, framework='pt') as f:
+        network = (f.metadata() or {}).get('network')
+    try:
+        network = json.loads(network) if network else None
+    except ValueError:
+        return None
+    return network if isinstance(network, dict) else None
 
 
 class TorchRunner:
     """A PyTorch network (optionally one exit of a multi-exit network), on CPU or CUDA, in fp32/fp16/bf16.
 
-    ``radius`` defaults to the receptive-field radius of an (exit of an) MSRResNet, else None (unknown).
+    ``radius`` defaults to the network's own ``receptive_radius`` (of ``exit_depth``), else None (unknown).
     """
 
     def __init__(self, net, scale, device, precision='fp32', exit_depth=None, channels_last=True, radius=None):
@@ -47,8 +60,8 @@ class TorchRunner:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(device=device, dtype=PRECISIONS[precision], memory_format=self.memory_format).eval()
         self.scale, self.device, self.dtype, self.exit = scale, torch.device(device), PRECISIONS[precision], exit_depth
-        if radius is None and isinstance(net, MSRResNet):
-            radius = receptive_radius(exit_depth or len(net.body))
+        if radius is None and hasattr(net, 'receptive_radius'):
+            radius = net.receptive_radius(exit_depth)
         self.radius = radius
 
     def _forward(self, x):
@@ -73,12 +86,12 @@ class OnnxRunner:
         except Exception as err:  # noqa: BLE001 (ORT raises its own exception types)
             raise UserError(f'{path} is not a loadable ONNX model ({first_line(err, 160)}).') from None
         # the weights stored in the file itself (external data is never read here), by name, for their check and for
-        # the network's depth (srdistill's exports keep the MSRResNet parameter names)
+        # the network's receptive field (srdistill's exports keep the parameter names of their standalone network)
         weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy())
                    for t in onnx.load(path, load_external_data=False).graph.initializer
                    if t.data_location != onnx.TensorProto.EXTERNAL}
         check_finite(weights, path)
-        self.radius = _srresnet_radius(weights, path)
+        self.radius = _radius(weights)
         self.input = self.session.get_inputs()[0].name
         probe = self.session.run(None, {self.input: np.full((1, 3, 8, 8), 0.5, np.float32)})[0]
         if not np.isfinite(probe).all():
@@ -117,7 +130,7 @@ class TorchScriptRunner(TorchRunner):
         check_finite(state, path)
         with torch.no_grad():
             scale = module(torch.zeros(1, 3, 8, 8)).shape[2] // 8
-        super().__init__(module, scale, device, precision, radius=_srresnet_radius(state, path))
+        super().__init__(module, scale, device, precision, radius=_radius(state))
 
 
 def refuse_torchscript(path):
@@ -130,7 +143,7 @@ def refuse_torchscript(path):
 
 def load_runner(model, exit_depth=None, device='cpu', precision='fp32', param_key='params', trust_torchscript=False):
     """A runner for ``model``: ``.onnx``, ``*.torchscript.pt``, ``.safetensors``, or a ``.pth`` (an exported exit, a
-    plain MSRResNet, or a multi-exit checkpoint with ``exit_depth``; without it the final output is used).
+    plain BasicSR network, or a multi-exit checkpoint with ``exit_depth``; without it the final output is used).
 
     A TorchScript file (by name or by content) is refused unless ``trust_torchscript``; weights holding inf/nan are
     refused in every format.
@@ -152,9 +165,8 @@ def load_runner(model, exit_depth=None, device='cpu', precision='fp32', param_ke
         except Exception as err:  # noqa: BLE001
             raise UserError(f'{model} is not a loadable safetensors file ({first_line(err, 160)}).') from None
         check_finite(state, model)
-        opt = infer_network_opt(state, model)
-        net = MultiExitSRResNet(**{k: v for k, v in opt.items() if k != 'type'})
-        net.load_state_dict(state, strict=True)
+        # what the weights cannot say (e.g. EDSR's res_scale) is in the export's metadata
+        net, opt = network_from_state_dict(state, model, extra=_export_network(model))
         return TorchRunner(net, opt['upscale'], device, precision)
     net, opt = load_checkpoint(model, param_key=param_key)
     if exit_depth is not None and exit_depth not in net.depths:

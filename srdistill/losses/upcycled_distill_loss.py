@@ -186,7 +186,7 @@ class UpcycledDistillLoss(nn.Module):
             net (nn.Module): The network (may live on the meta device).
             lr_size (tuple[int, int]): LR patch size.
         """
-        from srdistill.evaluation.cost import forward_macs
+        from srdistill.archs.cost import forward_macs
         students = self.students(list(net.depths))
         macs = 0
         if self.zoom_in_weight > 0 and students:

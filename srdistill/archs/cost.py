@@ -1,4 +1,5 @@
 """What each exit costs: parameters, multiply-accumulates at a stated output size, and measured latency."""
+import copy
 import statistics
 import time
 
@@ -7,16 +8,6 @@ from torch import nn
 
 # the usual convention in lightweight-SR tables: MACs for a 1280x720 output image
 MAC_OUTPUT_SIZE = (720, 1280)
-
-
-def exit_parameters(net, depth):
-    """Parameters used by the output at ``depth``: first conv, blocks 1..depth and that output's tail."""
-    names = ['conv_first.'] + [f'body.{i}.' for i in range(depth)]
-    if depth == net.num_block:
-        names += ['upconv1.', 'upconv2.', 'conv_hr.', 'conv_last.']
-    else:
-        names += [f'exit_tails.{depth}.']
-    return sum(p.numel() for n, p in net.named_parameters() if n.startswith(tuple(names)))
 
 
 def exit_macs(net, depth, output_size=MAC_OUTPUT_SIZE):
@@ -43,21 +34,31 @@ def forward_macs(net, lr_size, exit=None):  # noqa: A002 (the forward's own argu
         nonlocal total
         total += output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
 
-    meta = _meta_copy(net)
+    meta = meta_copy(net)
     hooks = [m.register_forward_hook(count) for m in meta.modules() if isinstance(m, nn.Conv2d)]
+    x = torch.empty(1, input_channels(meta), *lr_size, device='meta')
     with torch.no_grad():
-        meta(torch.empty(1, meta.conv_first.in_channels, *lr_size, device='meta'), exit=exit)
+        if exit is None:
+            meta(x)  # any network, multi-exit or not
+        else:
+            meta(x, exit=exit)
     for hook in hooks:
         hook.remove()
     return total
 
 
-def _meta_copy(net):
-    kwargs = dict(num_in_ch=net.conv_first.in_channels, num_out_ch=net.conv_last.out_channels,
-                  num_feat=net.conv_first.out_channels, num_block=net.num_block, exits=list(net.exits),
-                  upscale=net.upscale)
-    with torch.device('meta'):
-        return type(net)(**kwargs)
+def meta_copy(net):
+    """The same network on the meta device (no memory): rebuilt from ``arch_opt`` (a multi-exit network), else a copy
+    of any other module moved there."""
+    if hasattr(net, 'arch_opt'):
+        with torch.device('meta'):
+            return type(net)(**net.arch_opt)
+    return copy.deepcopy(net).to('meta')
+
+
+def input_channels(net):
+    """Input channels of a network: those of its first convolution."""
+    return next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
 
 
 def _sync(device):
@@ -71,7 +72,7 @@ def exit_latency(net, depth, lr_size, device, warmup=2, repeats=5):
 
     Only blocks 1..depth and that exit's tail run, as for the exported sub-network.
     """
-    x = torch.rand(1, net.conv_first.in_channels, *lr_size, device=device)
+    x = torch.rand(1, input_channels(net), *lr_size, device=device)
     for _ in range(warmup):
         net(x, exit=depth)
     _sync(device)
