@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATASETS, photo_crops, require_shared
 
-from srdistill.data.checks import check_complete, check_meta_info
+from srdistill.data.checks import check_meta_info
+from srdistill.data.image_files import check_complete
 from srdistill.data.prepare import prepare_paired_folder, to_training_image
 from srdistill.utils.errors import UserError
 from srdistill.utils.matlab_imresize import imresize

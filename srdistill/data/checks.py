@@ -5,106 +5,14 @@ worker after the experiment folder was created). These checks read file names an
 files without decoding them (:func:`check_png_checksums`); what they cannot see (a damaged JPEG, a PNG damaged with
 its checksums recomputed) is named by the dataset when it fails to decode (:mod:`srdistill.data.decode_guard`).
 """
-import os
 import zlib
 from os import path as osp
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from srdistill.data.image_files import IMAGE_EXTENSIONS, check_complete, list_images, listing
 from srdistill.utils.errors import UserError
-from srdistill.utils.partial_files import partial_pid
-
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
-_SHOW = 5  # how many offending names a message lists
-
-
-def _listing(names):
-    shown = ', '.join(names[:_SHOW])
-    return shown + (f' ... ({len(names)} in all)' if len(names) > _SHOW else '')
-
-
-def list_images(folder, role, hint='', extensions=IMAGE_EXTENSIONS):
-    """Names of the image files in ``folder`` (sorted), after checking it is a non-empty folder of images only.
-
-    Args:
-        folder (str): Folder to scan (not recursive; hidden files are ignored, as BasicSR's ``scandir`` does).
-        role (str): What the folder is, for messages, e.g. ``'datasets.train.dataroot_gt'``.
-        hint (str): What to do if the folder is missing or empty (appended to the message).
-        extensions (tuple[str]): The file types allowed. Default: image files; ``('.npy',)`` for packed arrays.
-
-    Returns:
-        list[str]: File names.
-
-    Raises:
-        UserError: Missing folder, not a folder, no images, or a file that is not an image.
-    """
-    if not osp.exists(folder):
-        raise UserError(f'{role}: folder {folder} does not exist. {hint}'.rstrip())
-    if not osp.isdir(folder):
-        raise UserError(f'{role}: {folder} is not a folder. {hint}'.rstrip())
-    names = sorted(n for n in os.listdir(folder) if not n.startswith('.') and osp.isfile(osp.join(folder, n)))
-    if not names:
-        raise UserError(f'{role}: folder {folder} holds no images. {hint}'.rstrip())
-    leftovers = [n for n in names if partial_pid(n) is not None]
-    if leftovers:  # not hidden: written before temporary files were (utils/partial_files.py)
-        raise UserError(f'{role}: {folder} holds {_listing(leftovers)}, left by an interrupted run: run the command '
-                        'that made the folder again (tools/prepare_data.py removes such files and completes the set), '
-                        'or delete them.')
-    others = [n for n in names if osp.splitext(n)[1].lower() not in extensions]
-    if others:
-        kind = 'images' if extensions == IMAGE_EXTENSIONS else ' '.join(extensions) + ' files'
-        raise UserError(f'{role}: {folder} holds files that are not {kind}: {_listing(others)}. Move them out of the '
-                        f'folder (allowed: {" ".join(extensions)}).')
-    return names
-
-
-def check_complete(path):
-    """Raise if an image file is empty or truncated, from its format's end marker (reads only its first/last bytes).
-
-    PNG must contain its ``IEND`` chunk, JPEG end with the EOI marker, BMP and WebP be as long as their headers say.
-    Other formats are left to the decoder.
-
-    Raises:
-        UserError: Zero-byte or truncated file.
-    """
-    size = osp.getsize(path)
-    if size == 0:
-        raise UserError(f'{path} is an empty (zero-byte) file. Remove it or re-create it.')
-    with open(path, 'rb') as f:
-        head = f.read(16)
-        f.seek(max(0, size - 64))
-        tail = f.read()
-    if head.startswith(b'\x89PNG'):
-        complete = b'IEND' in tail
-    elif head.startswith(b'\xff\xd8'):
-        complete = tail.rstrip(b'\x00\r\n ').endswith(b'\xff\xd9')
-    elif head.startswith(b'BM'):
-        complete = size >= int.from_bytes(head[2:6], 'little')
-    elif head[:4] == b'RIFF' and head[8:12] == b'WEBP':
-        complete = size >= int.from_bytes(head[4:8], 'little') + 8
-    else:
-        complete = True
-    if not complete:
-        raise UserError(f'{path} is truncated (the end of the file is missing). Re-create or re-download it.')
-
-
-def check_distinct_outputs(paths, output_name):
-    """Raise if two input files would be written under one name (``a.png`` and ``a.PNG`` both become ``a.png``).
-
-    Args:
-        paths (list[str]): Input files.
-        output_name (callable): Input path -> the name it is written as.
-
-    Raises:
-        UserError: Naming the first two such files and their common output name.
-    """
-    seen = {}
-    for path in sorted(paths):
-        name = output_name(path)
-        if name in seen:
-            raise UserError(f'{seen[name]} and {path} would both be written as {name}: rename one of them.')
-        seen[name] = path
 
 
 def check_png_checksums(path):
@@ -204,7 +112,7 @@ def check_meta_info(meta_info_file, folders, role):
         missing = [n for n in names if not osp.isfile(osp.join(folder, n))]
         if missing:
             raise UserError(f'{role}.meta_info_file: {meta_info_file} names {len(missing)} file(s) missing from '
-                            f'{folder}: {_listing(missing)}. Re-create the meta-info file or the folder.')
+                            f'{folder}: {listing(missing)}. Re-create the meta-info file or the folder.')
     return names
 
 
@@ -239,11 +147,11 @@ def check_paired_folders(gt_folder, lq_folder, scale, role, gt_size=None, filena
     missing_lq = [gt for gt, lq in expected_lq.items() if lq not in lq_set]
     if missing_lq:
         raise UserError(f'{role}: {len(missing_lq)} HR image(s) in {gt_folder} have no LR image of the same name in '
-                        f'{lq_folder}: {_listing(missing_lq)}. Re-create the LR folder from the HR folder.')
+                        f'{lq_folder}: {listing(missing_lq)}. Re-create the LR folder from the HR folder.')
     orphan_lq = sorted(lq_set - set(expected_lq.values()))
     if orphan_lq:
         raise UserError(f'{role}: {len(orphan_lq)} LR image(s) in {lq_folder} have no HR image in {gt_folder}: '
-                        f'{_listing(orphan_lq)}. Remove them or add their HR images.')
+                        f'{listing(orphan_lq)}. Remove them or add their HR images.')
 
     for gt_name, lq_name in expected_lq.items():
         gt_path, lq_path = osp.join(gt_folder, gt_name), osp.join(lq_folder, lq_name)

@@ -5,7 +5,7 @@ from os import path as osp
 
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
-from srdistill.data.checks import list_images
+from srdistill.data.image_files import list_images
 
 
 def pack_lmdb(folder, lmdb_path=None):

@@ -13,7 +13,7 @@ import numpy as np
 from basicsr.utils import imfrombytes
 from tqdm import tqdm
 
-from srdistill.data.checks import check_complete, check_distinct_outputs, list_images
+from srdistill.data.image_files import check_complete, check_distinct_outputs, list_images
 from srdistill.data.prepare import worker_pool
 from srdistill.utils.errors import UserError
 from srdistill.utils.partial_files import partial_path, remove_stale

@@ -28,58 +28,19 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from srdistill.data.checks import IMAGE_EXTENSIONS, check_complete, check_distinct_outputs
+from srdistill.data import image_files
+from srdistill.data.image_files import to_uint8
 from srdistill.utils.errors import UserError
 from srdistill.utils.matlab_imresize import imresize, mod_crop
 from srdistill.utils.partial_files import partial_path, remove_stale
 
 
-def find_images(inputs):
-    """Image files named by ``inputs`` (files or folders, not recursive), sorted by name within each folder.
+def read_image(path):
+    """A uint8 BGR (H, W, 3) training image of ``path`` and the conversions made (:func:`to_training_image`).
 
-    Raises:
-        UserError: An input that does not exist, no image found, or two images of the same base name (``a.png`` and
-            ``a.PNG``), which would be written as one file.
+    Removed once exporter.py moves to image_files: ``image_files.read_image(path, 'rgb_float')`` gives its input.
     """
-    files = []
-    for item in inputs:
-        if osp.isdir(item):
-            files += [osp.join(item, n) for n in sorted(os.listdir(item))
-                      if osp.splitext(n)[1].lower() in IMAGE_EXTENSIONS and not n.startswith('.')]
-        elif osp.isfile(item):
-            files.append(item)
-        else:
-            raise UserError(f'{item} does not exist.')
-    if not files:
-        raise UserError(f'no image files ({" ".join(IMAGE_EXTENSIONS)}) found in {" ".join(inputs)}.')
-    check_distinct_outputs(files, lambda f: osp.splitext(osp.basename(f))[0] + '.png')
-    return files
-
-
-def read_image(path, keep_channels=False):
-    """Read an image for a dataset.
-
-    Args:
-        path (str): Image file.
-        keep_channels (bool): True (benchmarks): the file's own kind, unchanged (grayscale stays 2-D, 16-bit stays
-            uint16, alpha is kept). False (training sets): uint8 BGR (H, W, 3), see :func:`to_training_image`.
-
-    Returns:
-        tuple[np.ndarray, list[str]]: The image and what was converted (for the summary).
-
-    Raises:
-        UserError: The file is empty, truncated or cannot be decoded.
-    """
-    check_complete(path)
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise UserError(f'{path} cannot be read as an image. Remove it or re-create it.')
-    return (img, []) if keep_channels else to_training_image(img, path)
-
-
-def to_uint8(img):
-    """16-bit -> 8-bit as ``round(v / 257)`` (65535 -> 255); uint8 unchanged."""
-    return np.floor(img.astype(np.float64) / 257 + 0.5).astype(np.uint8) if img.dtype == np.uint16 else img
+    return to_training_image(image_files.read_image(path), path)
 
 
 def to_training_image(img, path=''):
@@ -143,7 +104,8 @@ def _prepare_one(path, out_root, scales, mod_crop_hr, crop_size, step, min_size,
     corresponding part of the full image's LR (as with DIV2K's official LR files), not a resize of the crop with
     mirrored borders.
     """
-    img, notes = read_image(path, keep_channels)
+    img = image_files.read_image(path)
+    img, notes = (img, []) if keep_channels else to_training_image(img, path)
     name = osp.splitext(osp.basename(path))[0]
     h, w = img.shape[:2]
     if min(h, w) < max(min_size, crop_size or 0):
@@ -200,7 +162,7 @@ def prepare_paired_folder(inputs, out_root, scales=(4, ), mod_crop_hr=True, crop
         dict: ``images`` (inputs used), ``written`` (files written), ``skipped`` (list of reasons), ``notes``
         (conversions made to training images, see :func:`to_training_image`).
     """
-    files = find_images(inputs)
+    files = image_files.find_images(inputs)
     sub = '_sub' if crop_size else ''
     # folders whose files would differ from an input there (a benchmark HR copied as is may be prepared in place)
     outputs = {osp.realpath(osp.join(out_root, 'LR_bicubic', f'X{s}{sub}')) for s in scales}

@@ -6,19 +6,16 @@ each border; the HR is cropped top-left to the LR size times the scale; bicubic 
 image (rounded to uint8 after each pass). A grayscale LR is fed to the network as three equal channels and the
 mean of the three output channels is its SR image.
 """
-import os
 from collections import OrderedDict
 from os import path as osp
 
-import cv2
 import numpy as np
 import torch
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import img2tensor, imwrite, tensor2img
 from tqdm import tqdm
 
-from srdistill.data.checks import IMAGE_EXTENSIONS
-from srdistill.data.prepare import to_uint8
+from srdistill.data.image_files import UINT8, list_images, read_image
 from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample, bicubic_y_only, calculate_psnr_y, calculate_ssim_y
 from srdistill.utils.errors import UserError, first_line
 from srdistill.utils.tiling import self_ensemble, tiled_forward
@@ -35,13 +32,9 @@ def paired_files(gt_folder, lq_folder):
     Raises:
         UserError: A missing folder, no images, or an LR image without its HR.
     """
-    for folder in (gt_folder, lq_folder):
-        if not osp.isdir(folder):
-            raise UserError(f'{folder} does not exist.')
-    names = sorted(n for n in os.listdir(lq_folder) if osp.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
-    if not names:
-        raise UserError(f'{lq_folder} holds no images.')
-    missing = [n for n in names if not osp.isfile(osp.join(gt_folder, n))]
+    gt_names = set(list_images(gt_folder, 'HR images', only_images=False))
+    names = list_images(lq_folder, 'LR images', only_images=False)
+    missing = [n for n in names if n not in gt_names]
     if missing:
         raise UserError(f'{len(missing)} LR image(s) in {lq_folder} have no HR image in {gt_folder}: '
                         f'{", ".join(missing[:5])}.')
@@ -56,15 +49,6 @@ def dataset_pairs(name, root, scale):
                         f'tools/prepare_data.py benchmark --download {name}` or `... benchmark --hr <{name} HR folder> '
                         f'--name {name}`.')
     return paired_files(gt, lq)
-
-
-def read_image(path):
-    """uint8 BGR (H, W, 3) or gray (H, W); alpha dropped, 16-bit scaled to 8-bit."""
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise UserError(f'{path} cannot be read as an image.')
-    img = to_uint8(img)
-    return img[..., :3] if img.ndim == 3 and img.shape[2] == 4 else img
 
 
 def super_resolve(net, lq, device, tile=None, overlap=32, ensemble=False):
@@ -157,7 +141,7 @@ def evaluate(net, pairs, scale, device=None, tile=None, overlap=32, ensemble=Fal
         device = device or next(net.parameters()).device
     sums, per_image = OrderedDict(), []
     for gt_path, lq_path in tqdm(pairs, unit='image', desc=desc, disable=desc is None):
-        gt, lq = read_image(gt_path), read_image(lq_path)
+        gt, lq = read_image(gt_path, UINT8), read_image(lq_path, UINT8)
         results = OrderedDict(bicubic=bicubic_upsample(lq, scale)) if bicubic else OrderedDict()
         if net is not None:
             results.update(super_resolve(net, lq, device, tile=tile, overlap=overlap, ensemble=ensemble))

@@ -44,14 +44,15 @@ def _exits(values):
 def _run(args):
     calib = test = None
     if args.calib:
-        from srdistill.evaluation.exits import read_image
-        from srdistill.inference.infer_cli import collect_inputs
-        calib = [read_image(f) for f in collect_inputs(args.calib)]
+        from srdistill.data.image_files import UINT8, find_images, read_image
+        calib = [read_image(f, UINT8) for f in find_images(args.calib, written_as=None)]
     if args.test_set:
-        from srdistill.evaluation.checkpoints import infer_network_opt, read_state_dict
-        from srdistill.evaluation.exits import dataset_pairs, read_image
+        from srdistill.archs.checkpoints import infer_network_opt, read_state_dict
+        from srdistill.data.image_files import UINT8, read_image
+        from srdistill.evaluation.exits import dataset_pairs
         scale = infer_network_opt(read_state_dict(args.ckpt, args.param_key), args.ckpt)['upscale']
-        test = [(read_image(g), read_image(q)) for g, q in dataset_pairs(args.test_set, args.data_root, scale)]
+        pairs = dataset_pairs(args.test_set, args.data_root, scale)
+        test = [(read_image(g, UINT8), read_image(q, UINT8)) for g, q in pairs]
     return export(args.ckpt, tuple(args.format), args.out, _exits(args.exit), args.param_key, args.opt,
                   args.check_image, args.label, args.overwrite, args.int8, calib, test)
 

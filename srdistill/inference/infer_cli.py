@@ -14,7 +14,6 @@ what makes them exact for the network (twice its receptive-field radius: 2 * (2 
 A TorchScript file is a program, not data: it runs only with --trust-torchscript. Prefer .safetensors or .onnx.
 """
 import argparse
-import glob
 import os
 import sys
 from os import path as osp
@@ -23,7 +22,7 @@ import cv2
 import torch
 from tqdm import tqdm
 
-from srdistill.data.checks import IMAGE_EXTENSIONS, check_complete
+from srdistill.data.image_files import find_images, read_image
 from srdistill.data.prepare import write_image
 from srdistill.evaluation.exits import default_device
 from srdistill.inference.images import upscale_image
@@ -51,25 +50,6 @@ def build_parser():
                    help='allow a TorchScript model: it is a program that runs its own code (only from a source you '
                    'trust)')
     return p
-
-
-def collect_inputs(items):
-    """Image files named by files, folders (not recursive) and globs, in order, without repeats."""
-    files = []
-    for item in items:
-        if osp.isdir(item):
-            found = [osp.join(item, n) for n in sorted(os.listdir(item))]
-        elif any(c in item for c in '*?['):
-            found = sorted(glob.glob(item))
-        elif osp.isfile(item):
-            found = [item]
-        else:
-            raise UserError(f'input {item} does not exist.')
-        files += [f for f in found if osp.isfile(f) and osp.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
-    files = list(dict.fromkeys(files))
-    if not files:
-        raise UserError(f'no images ({" ".join(IMAGE_EXTENSIONS)}) in {" ".join(items)}.')
-    return files
 
 
 def plan_outputs(files, out_dir, suffix, overwrite):
@@ -107,7 +87,7 @@ def image_failure(src, err, tile):
 def run(args):
     """Process every input; returns the number of inputs that failed."""
     device = default_device() if args.device == 'auto' else args.device
-    files = collect_inputs(args.input)
+    files = find_images(args.input, written_as=None)  # plan_outputs names and checks the outputs
     outputs = plan_outputs(files, args.output, args.suffix, args.overwrite)
     if args.tile is not None and args.tile < 1:
         raise UserError(f'--tile {args.tile}: a tile size is a positive number of LR pixels.')
@@ -120,10 +100,7 @@ def run(args):
     for src, dst in tqdm(list(zip(files, outputs)), unit='image', desc='Super-resolving'):
         message = None
         try:
-            check_complete(src)
-            img = cv2.imread(src, cv2.IMREAD_UNCHANGED)
-            if img is None:
-                raise UserError(f'{src} cannot be read as an image')
+            img = read_image(src)  # its own kind: gray, alpha and 16-bit are kept
             write_image(upscale_image(runner, img, args.tile, overlap), dst, overwrite=True)
         except (UserError, MemoryError, RuntimeError, cv2.error) as err:
             message = image_failure(src, err, args.tile)
