@@ -549,8 +549,8 @@ def cpu_prefetch_fallback(opt):
     """Let ``prefetch_mode: cuda`` options train on a machine without CUDA. Returns a note when it changed ``opt``.
 
     BasicSR's ``CUDAPrefetcher`` (``datasets.train.prefetch_mode: cuda``, with ``pin_memory: true``) copies the next
-    batch to the GPU on a side stream while the current step runs: on an H100 it cut the data wait of the 291
-    options from 2.7 to 0.4 ms per iteration (docs/speed.md). Without CUDA (``num_gpu`` 0) it fails on
+    batch to the GPU on a side stream while the current step runs, which shortens the wait for each batch
+    (docs/speed.md, "Data loading"). Without CUDA (``num_gpu`` 0) it fails on
     ``torch.cuda.Stream()``, and ``pin_memory`` only draws a warning from the data loader. The fix: there, both fall
     back to what BasicSR does by default (the CPU prefetcher, no pinning), so one options file serves both machines.
     """
@@ -577,8 +577,9 @@ def init_dist(launcher, backend=None, **kwargs):
     2. It pinned GPU ``RANK % num_gpus``; with several nodes the right index is the *local* rank (torchrun sets
        ``LOCAL_RANK``).
     3. It set the ``spawn`` start method for all multiprocessing, so data-loader workers are re-created by spawning
-       (re-importing everything) at every epoch: 2.3-2.7 s per iteration of a tiny model instead of 0.06-0.09 s. We
-       keep the platform default (fork on Linux), which is safe here: workers are started before any CUDA call in them.
+       (re-importing everything) at every epoch, which dominated a small model's iteration time
+       (docs/experiments.md, "Measurements behind the code"). We keep the platform default (fork on Linux), which
+       is safe here: workers are started before any CUDA call in them.
 
     Args:
         launcher (str): ``'pytorch'`` (torchrun, ``torch.distributed.launch``) or ``'slurm'``.

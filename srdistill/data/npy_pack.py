@@ -1,9 +1,9 @@
 """Pack an image folder into uncompressed ``.npy`` arrays, which :class:`PairedNpyDataset` crops without decoding.
 
-Decoding is what a training sample costs: a 480x320 PNG takes about 4 ms to decode on one CPU core, and the
-training crop then keeps a 96x96 patch of it (docs/speed.md). A ``.npy`` file holds the decoded pixels, so the
-dataset memory-maps it and reads only the patch's rows; the operating system's page cache is shared by all loader
-workers. The price is disk space: raw pixels, 3 bytes per pixel (291: 70 MB of PNG -> 111 MB).
+Decoding is what a training sample costs: a whole PNG is decoded, and the training crop then keeps a 96x96 patch of
+it (docs/speed.md, "Data loading"). A ``.npy`` file holds the decoded pixels, so the dataset memory-maps it and reads
+only the patch's rows; the operating system's page cache is shared by all loader workers. The price is disk space:
+raw pixels, 3 bytes per pixel (docs/experiments.md, "Measurements behind the code").
 """
 import os
 from functools import partial

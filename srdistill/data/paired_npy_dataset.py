@@ -17,7 +17,7 @@ class PairedNpyDataset(PairedImageDataset):
 
     Each array holds an image as ``PairedImageDataset`` decodes it (uint8 BGR, H x W x 3). It is memory-mapped and the
     random crop is taken before the conversion to float, so a training sample reads a 96x96 patch instead of decoding
-    a whole PNG: on one CPU core 0.36 ms instead of 3.99 ms per 291 sample (docs/speed.md). With the same random
+    a whole PNG, a fraction of the CPU time per sample (docs/speed.md, "Data loading"). With the same random
     state a sample of an image is identical to ``PairedImageDataset``'s from its PNG file
     (``tests/test_npy_dataset.py``).
     The pairs are listed in sorted order (BasicSR's folder listing follows the file system's directory order).

@@ -1,5 +1,9 @@
 """PSNR / SSIM on the Y channel exactly as the published MATLAB super-resolution evaluations compute them.
 
+Why a metric of our own: BasicSR's ``test_y_channel`` keeps Y unrounded and treats a grayscale image as RGB, so its
+numbers reproduce no published table; a comparison with the literature needs the published protocol. How each
+variant differs, and which pipeline produced the bicubic numbers papers quote, is in ``docs/metrics.md``.
+
 Protocol (SelfExSR ``quant_eval`` and SRCNN's test code, whose bicubic numbers are the published ones):
 
 1. Y channel: MATLAB ``rgb2ycbcr`` on the **uint8** RGB image, i.e.
@@ -16,31 +20,7 @@ The SR image must already be uint8 (rounded), as BasicSR's ``tensor2img`` return
 published tables is :func:`bicubic_upsample` (MATLAB ``imresize(lr, s, 'bicubic')`` on uint8, rounded after each 1-D
 pass) of the published ``LR_bicubic`` files, and the HR cropped top-left to ``LR size x scale``.
 
-What the variants change (measured on the published Set5 / Set14 ``LR_bicubic`` files, bicubic x2 / x3 / x4):
-
-* Rounded Y (this module) reproduces SelfExSR's published bicubic tables to every printed digit, set means
-  Set5 33.64/0.9292, 30.39/0.8678, 28.42/0.8101 and Set14 30.22/0.8683, 27.53/0.7737, 25.99/0.7023 (measured
-  33.6396/0.92922, 30.3850/0.86779, 28.4165/0.81008 and 30.2183/0.86831, 27.5303/0.77374, 25.9903/0.70226), and their
-  per-image values to within 0.03 dB (their LR had replicate borders, these have symmetric ones).
-* Y kept unrounded (``rgb2ycbcr(im2double(img))`` as in RCAN's / EDSR's ``Evaluate_PSNR_SSIM.m``, in single or
-  double precision; EDSR-PyTorch; BasicSR ``test_y_channel=True``) is higher by 0.004-0.034 dB and 0.0007-0.0011 SSIM:
-  Set5 33.6734/0.93029, 30.4033/0.86891, 28.4290/0.81114; Set14 30.2302/0.86905, 27.5367/0.77447, 25.9940/0.70292.
-  It reproduces neither published table (the papers using that script copy their bicubic rows from VDSR).
-* Treating the grayscale ``bridge`` as RGB (gray replicated to 3 channels, then ``rgb2ycbcr``) compresses it to
-  [16, 235], raising its PSNR by 20 log10(255/219) = 1.32 dB and the Set14 mean by 0.094 dB (Set14 x4 26.08-26.09):
-  this is most of the gap between BasicSR's usual Set14 numbers and the published ones.
-* BasicSR's SSIM core (``basicsr.metrics.psnr_ssim._ssim``) gives the same values as the SSIM here to 1e-5 for the
-  same Y input; the differences come from the Y computation only.
-
-The numbers quoted in most papers since SRCNN / VDSR (bicubic Set5 33.66/0.9299, 30.39/0.8682, 28.42/0.8104; Set14
-30.24/0.8688, 27.55/0.7742, 26.00/0.7027, VDSR's table) are NOT a bicubic of these RGB ``LR_bicubic`` files under any
-of the metric variants above (nor with one image's Y rounded and the other's not). They come from SRCNN's Y-only
-pipeline: rounded uint8 Y of the mod-cropped HR, scaled to [0, 1], MATLAB ``imresize`` down and then up **in floating
-point on Y alone** (single or double precision give the same digits), the result rounded to uint8, then this metric.
-That pipeline gives Set5 33.6614/0.92988, 30.3922/0.86821, 28.4207/0.81037 (the quoted values exactly) and Set14
-30.2318/0.86865, 27.5405/0.77361, 26.0001/0.70186: 30.23/0.8687, 27.54/0.7736, 26.00/0.7019 when printed, within
-0.01 dB / 0.001 SSIM of VDSR's Set14 row but not equal to it (no variant tried reproduces that row exactly). Bicubic of
-the published RGB LR files with this metric is 0.004 to 0.022 dB and 0.0003 to 0.0007 SSIM below the quoted numbers.
+:func:`bicubic_y_only` is SRCNN's Y-only pipeline, the source of the bicubic numbers quoted since SRCNN / VDSR.
 """
 from __future__ import annotations
 

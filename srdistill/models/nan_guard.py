@@ -1,7 +1,7 @@
 """Stop a training run at its first non-finite loss (NaN or inf), and never save non-finite weights.
 
-A diverging run (too high a learning rate, an fp16 overflow) gives NaN losses that BasicSR logs and trains on: the run
-used to end with status 0 and NaN checkpoints. :func:`check_losses` is called by the model once per iteration on the
+A diverging run (too high a learning rate, an fp16 overflow) gives NaN losses that BasicSR logs and trains on: BasicSR
+ends such a run with status 0 and NaN checkpoints. :func:`check_losses` is called by the model once per iteration on the
 losses BasicSR's ``reduce_loss_dict`` has already turned into floats (no extra device sync); :func:`check_weights` is
 called by ``srdistill.compat`` before a checkpoint is written, so the last checkpoint on disk stays a finite one.
 """

@@ -32,8 +32,8 @@ class SelfDistillSRModel(SRModel):
       ``train.upcycle_opt`` (:class:`UpcycledDistillLoss`), the contrastive term ``train.contrast_opt``
       (:class:`ContrastiveDistillLoss`), the frozen external teacher
       ``network_t`` when configured, mixed precision (``train.amp``: ``bf16`` / ``fp16`` / ``~`` = fp32, the default;
-      CUDA only) and the memory format (``train.channels_last``, default true: 1.51x faster training steps on an H100,
-      about 1.3x on the CPU, PSNR unchanged; see docs/speed.md);
+      CUDA only) and the memory format (``train.channels_last``, default true: faster training steps on the CPU and
+      the GPU, PSNR unchanged; docs/speed.md);
     - ``optimize_parameters``: one pass of the trunk gives every exit's output (and its features when a feature term
       is configured); the loss terms are logged per exit (``l_pix_e8``, ``l_distill_e8``, ``l_hint_e8``, ...,
       ``l_pix_e32`` and ``l_total``); losses are computed in fp32; a perceptual loss, if configured, applies to the
