@@ -28,7 +28,7 @@ def test_demo_runs_end_to_end_and_every_exit_beats_bicubic(tmp_path):
              if cells[0] != 'output'}
     assert result.returncode == 0 and 'Every exit beats bicubic.' in lines, (table, result.stderr[-3000:])
     assert list(table) == ['bicubic', 'e2', 'e4', 'e8']
-    # bicubic: MATLAB imresize of the same LR files, float64 NumPy, the README's numbers on any CPU
+    # bicubic: MATLAB imresize of the same LR files, float64 NumPy, docs/experiments.md's demo numbers on any CPU
     assert table['bicubic'] == (29.37, 0.7844)
     assert all(table[e][0] > table['bicubic'][0] for e in ('e2', 'e4', 'e8'))
     demo = tmp_path / 'datasets' / 'demo'
