@@ -58,9 +58,14 @@ def test_invalid_exits(tiny_opt, tmp_path, monkeypatch, capsys, exits, expected)
 
 
 def test_unknown_scale(tiny_opt, tmp_path, monkeypatch, capsys):
-    tiny_opt['scale'] = 5
+    """The architecture says which scales it supports (SRResNet: 2, 3, 4); a scale that is no factor fails first."""
+    tiny_opt['scale'] = tiny_opt['network_g']['upscale'] = 5
+    tiny_opt['datasets']['train']['gt_size'] = 30
     err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
-    assert 'option `scale` must be one of [2, 3, 4], got 5' in err
+    assert 'option `network_g`: upscale must be one of (2, 3, 4), got 5' in err
+    tiny_opt['scale'] = 'x4'
+    err = _fail(monkeypatch, capsys, tmp_path, write_opt(tmp_path / 'o.yml', tiny_opt))
+    assert "option `scale` must be an integer factor >= 2 (the architecture says which it supports), got 'x4'" in err
 
 
 def test_scale_and_upscale_differ(tiny_opt, tmp_path, monkeypatch, capsys):

@@ -32,15 +32,16 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def measure_case(num_feat, num_block, scale, size, tile):
+def measure_case(num_feat, num_block, scale, size, tile, arch='MultiExitSRResNet'):
     """One case, in this process (the caller's child): peak RSS before and after super-resolving one image.
 
     Args:
         num_feat (int): Network channels.
-        num_block (int): Residual blocks (SRResNet-``num_block``).
+        num_block (int): Residual blocks.
         scale (int): Upscaling factor.
         size (str): LR size, ``WxH``.
         tile (int | None): ``--tile``; None: untiled.
+        arch (str): A registered multi-exit architecture. Default: ``'MultiExitSRResNet'``.
 
     Returns:
         dict: The case and its measurements (MB are MiB).
@@ -48,14 +49,15 @@ def measure_case(num_feat, num_block, scale, size, tile):
     import numpy as np
     import torch
 
-    from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
+    from srdistill.archs.multi_exit import build_network
     from srdistill.inference.images import upscale_image
     from srdistill.inference.runners import TorchRunner
     from srdistill.utils.tiling import plan_overlap, tile_windows
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    runner = TorchRunner(MultiExitSRResNet(num_feat=num_feat, num_block=num_block, upscale=scale), scale, 'cpu')
+    net = build_network(dict(type=arch, num_feat=num_feat, num_block=num_block, upscale=scale))
+    runner = TorchRunner(net, scale, 'cpu')
     overlap, _ = plan_overlap(tile, None, runner.radius)
     w, h = (int(v) for v in size.split('x'))
     img = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -69,12 +71,13 @@ def measure_case(num_feat, num_block, scale, size, tile):
                 peak_rss_mb=peak, added_mb=peak - baseline, seconds=seconds)
 
 
-def run_cases(num_feat, num_block, scale, sizes, untiled_sizes, tile):
+def run_cases(num_feat, num_block, scale, sizes, untiled_sizes, tile, arch='MultiExitSRResNet'):
     """Every case in its own process (so that one's peak is not another's): the untiled sizes, then the tiled."""
     rows = []
     for size, case_tile in [(size, None) for size in untiled_sizes] + [(size, tile) for size in sizes]:
         args = [sys.executable, '-m', 'srdistill.benchmark.infer_memory', '--case', '--num-feat', str(num_feat),
-                '--num-block', str(num_block), '--scale', str(scale), '--sizes', size, '--tile', str(case_tile or 0)]
+                '--num-block', str(num_block), '--scale', str(scale), '--sizes', size, '--tile', str(case_tile or 0),
+                '--arch', arch]
         result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
         if result.returncode:
             raise RuntimeError(f'case {size} tile {case_tile} failed: {result.stderr[-2000:]}')
@@ -103,9 +106,15 @@ def markdown(report):
     return '\n'.join(lines) + '\n'
 
 
+def _network_name(arch, num_block):
+    """``SRResNet-8`` for ``MultiExitSRResNet`` with 8 blocks (the report's name), ``<arch>-<blocks>`` otherwise."""
+    return f'{arch.removeprefix("MultiExit")}-{num_block}'
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog='python -m srdistill.benchmark.infer_memory', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--arch', default='MultiExitSRResNet', help='a registered multi-exit architecture')
     p.add_argument('--num-feat', type=int, default=64)
     p.add_argument('--num-block', type=int, default=8)
     p.add_argument('--scale', type=int, default=4, choices=[2, 3, 4])
@@ -122,12 +131,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.case:
-        print(json.dumps(measure_case(args.num_feat, args.num_block, args.scale, args.sizes[0], args.tile or None)))
+        print(json.dumps(measure_case(args.num_feat, args.num_block, args.scale, args.sizes[0], args.tile or None,
+                                      args.arch)))
         return 0
     import torch
-    rows = run_cases(args.num_feat, args.num_block, args.scale, args.sizes, args.untiled_sizes, args.tile)
+    rows = run_cases(args.num_feat, args.num_block, args.scale, args.sizes, args.untiled_sizes, args.tile, args.arch)
     report = dict(command='python -m srdistill.benchmark.infer_memory ' + shlex.join(argv),
-                  network=dict(name=f'SRResNet-{args.num_block}', num_feat=args.num_feat, scale=args.scale),
+                  network=dict(name=_network_name(args.arch, args.num_block), num_feat=args.num_feat, scale=args.scale),
                   environment=dict(torch=torch.__version__, machine=platform.processor() or platform.machine(),
                                    threads=1),
                   rows=rows)

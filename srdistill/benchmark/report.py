@@ -114,7 +114,7 @@ def _precision_lines(p):
             f"; cuDNN TF32 for the fp32 convolutions {'allowed' if p['cudnn_allow_tf32'] else 'off'} (PyTorch's "
             'default: allowed)')
     lines = ['## Precision of the fast settings on trained weights', '',
-             f"Checkpoint `{p['checkpoint']}` (weights `{p['param_key']}`: SRResNet-{net['num_block']}, "
+             f"Checkpoint `{p['checkpoint']}` (weights `{p['param_key']}`: {_name(net)}, "
              f"{net['num_feat']} channels, exits {net['exits']}, x{p['scale']}) on `{p['val_dir']}` ({p['images']} "
              f"images), device `{p['device']}`: mean Y-PSNR (SR rounded to 8 bits, MATLAB Y, {p['scale']}-pixel "
              f"border cropped){tf32}. Tolerance on the change of the mean PSNR from fp32: {tol_text}.", '',
@@ -136,6 +136,11 @@ def _precision_lines(p):
     return lines + ['']
 
 
+def _name(net):
+    """``SRResNet-32`` for a ``MultiExitSRResNet`` of 32 blocks (reports written before ``arch`` existed: SRResNet)."""
+    return f"{net.get('arch', net.get('type', 'MultiExitSRResNet')).removeprefix('MultiExit')}-{net['num_block']}"
+
+
 def markdown(report):
     """The report as markdown, with the ratios the speed claims rest on (a pure function of ``report``)."""
     env, s = report['environment'], report['settings']
@@ -143,7 +148,7 @@ def markdown(report):
     lines = ['# Speed benchmark', '', f"Machine: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch "
              f"threads){gpu}; device `{env['device']}`. Versions: torch {env['torch']}, BasicSR {env['basicsr']}, "
              f"ONNX Runtime {env['onnxruntime']}, srdistill {env['srdistill']}; {env['platform']}.", '',
-             f"Settings: SRResNet-{s['num_block']} ({s['num_feat']} channels), exit after block {s['exit']}, "
+             f"Settings: {_name(s)} ({s['num_feat']} channels), exit after block {s['exit']}, "
              f"x{s['scale']}; training batch {s['batch']} of {s['gt_size']}x{s['gt_size']} HR patches (random data "
              f"already on the device: the model's own cost); inference on one {s['lr_size'][1]}x{s['lr_size'][0]} LR "
              f"image. Medians of {s['repeats']} runs after {s['warmup']} warm-up runs, all measured in one run; the "

@@ -36,7 +36,8 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir))
 def build_parser():
     p = argparse.ArgumentParser(prog='evaluate.py', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--ckpt', nargs='+', help='checkpoints (net_g_*.pth, or plain MSRResNet state dicts)')
+    p.add_argument('--ckpt', nargs='+', help='checkpoints (net_g_*.pth, or plain BasicSR networks of a '
+                   'registered architecture)')
     p.add_argument('--labels', nargs='+', help='a name per checkpoint (default: its experiment name)')
     p.add_argument('-opt', help='options file: its network_g is checked against the checkpoint; a test options file '
                    'also gives datasets and path.pretrain_network_g')

@@ -17,7 +17,6 @@ import torch
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
-from srdistill.archs.multi_exit_srresnet_arch import SUPPORTED_SCALES
 from srdistill.data.checks import check_meta_info, check_paired_folders
 from srdistill.data.paired_npy_dataset import PairedNpyDataset
 from srdistill.losses.distill_pairs import distill_pairs
@@ -78,8 +77,9 @@ def _build_on_meta(opt, key, opt_path):
 
 def _check_scale(opt, opt_path):
     scale = opt.get('scale')
-    if scale not in SUPPORTED_SCALES:
-        raise UserError(f'{opt_path}: option `scale` must be one of {list(SUPPORTED_SCALES)}, got {scale!r}.')
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
+        raise UserError(f'{opt_path}: option `scale` must be an integer factor >= 2 (the architecture says which it '
+                        f'supports), got {scale!r}.')
     upscale = opt.get('network_g', {}).get('upscale', scale)
     if upscale != scale:
         raise UserError(f'{opt_path}: option `network_g.upscale` ({upscale}) differs from `scale` ({scale}); '

@@ -1,35 +1,10 @@
 """Tiled inference for large images: bounded memory, output equal to untiled inference when the tiles' overlap covers
-the network's receptive field (:func:`receptive_radius`)."""
+the network's receptive field (its architecture's ``receptive_radius``)."""
 from collections import OrderedDict
 
 import torch
 
 from srdistill.utils.errors import UserError
-
-
-def receptive_radius(depth):
-    """Receptive-field radius, in LR pixels, of an SRResNet-``depth`` at any of its scales (x2, x3, x4).
-
-    That is BasicSR's ``MSRResNet(num_block=depth)``, or the output after block ``depth`` of a MultiExitSRResNet (an
-    exit is an MSRResNet-``depth`` weight for weight). Every SR pixel inside LR pixel ``p`` depends on LR pixels
-    ``p - r .. p + r`` and on no others, with ``r = 2 * depth + 3``:
-
-    - ``conv_first`` (3x3 at LR): 1; each residual block's two 3x3 convolutions: 2, so ``2 * depth`` for the trunk;
-    - the tail's ``upconv1`` (3x3 at LR): 1;
-    - everything above LR resolution together reaches 1 more LR pixel: x4: ``upconv2`` at 2x (1 px = 1/2 LR px), then
-      ``conv_hr`` and ``conv_last`` at 4x (2 px = 1/2 LR px); x2/x3: ``conv_hr`` and ``conv_last`` at s x (2 px). At
-      the worst sub-pixel position of an SR pixel inside its LR pixel this is exactly one LR pixel, in every case;
-    - the bilinear skip reaches 1 LR pixel, within the above.
-
-    ``tests/test_infer_robust.py`` checks it by perturbing one LR pixel of a net whose every path is positive.
-
-    Args:
-        depth (int): Residual blocks before the output's tail.
-
-    Returns:
-        int: The radius; tiles are exact when ``overlap // 2 >= radius`` (see :func:`tile_windows`).
-    """
-    return 2 * depth + 3
 
 
 def _starts(length, tile, step):
@@ -45,7 +20,7 @@ def tile_windows(h, w, tile=None, overlap=32):
     Each window is ``tile`` x ``tile`` LR pixels (less where the image is smaller) and overlaps its neighbours by
     ``overlap``; of every window only its part away from its inner borders (by ``overlap // 2``) is kept, so the kept
     parts tile the image, and each kept pixel equals untiled inference when ``overlap // 2`` covers the network's
-    receptive-field radius (:func:`receptive_radius`).
+    receptive-field radius (the architecture's ``receptive_radius``).
 
     Args:
         h (int): LR image height.
