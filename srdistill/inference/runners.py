@@ -18,8 +18,9 @@ from os import path as osp
 import numpy as np
 import torch
 
-from srdistill.archs.checkpoints import check_finite, load_checkpoint, network_from_state_dict
+from srdistill.archs.checkpoints import check_finite, network_from_state_dict, read_state_dict
 from srdistill.archs.multi_exit import build_network, network_opt_from_state_dict
+from srdistill.data.download import sha256sum
 from srdistill.export.formats import JIT_DEPRECATION
 from srdistill.utils.errors import UserError, first_line
 
@@ -35,15 +36,46 @@ def _radius(state):
         return build_network(opt).receptive_radius()
 
 
+def _onnx_radius(weights):
+    """:func:`_radius` of the weights an ONNX file stores, which are not quite the network's parameters.
+
+    - An INT8 (QDQ) export stores parameter ``X`` as ``X_quantized`` (same shape), beside its scales and zero points
+      (``X_scale``, ``X_zero_point``, ``X_quantized_scale``, ...), which are not parameters.
+    - The exporter drops a convolution's bias when it is all zero (as BasicSR initialises many, so in an untrained
+      network); a missing ``<conv>.bias`` of a 4-d ``<conv>.weight`` is put back as zeros when the weights as stored
+      are not recognised.
+    """
+    suffix = '_quantized'
+    named = {k[:-len(suffix)]: v for k, v in weights.items() if k.endswith(suffix)} or weights
+    radius = _radius(named)
+    if radius is None:
+        biases = {f'{k[:-len("weight")]}bias': torch.zeros(v.shape[0]) for k, v in named.items()
+                  if k.endswith('.weight') and v.dim() == 4}
+        radius = _radius(dict(biases, **named))
+    return radius
+
+
 def _export_network(path):
-    """The standalone network's options that srdistill's exporter stored in a ``.safetensors`` file, or None."""
-    from safetensors import safe_open
-    with safe_open(path, framework='pt') as f:
-        network = (f.metadata() or {}).get('network')
-    try:
-        network = json.loads(network) if network else None
-    except ValueError:
-        return None
+    """The standalone network's options that srdistill's exporter stored with an export, or None: in a
+    ``.safetensors`` file's metadata, else in the JSON sidecar beside the file (``<file>.json``) when that sidecar
+    describes this very file (its ``sha256``)."""
+    if path.endswith('.safetensors'):
+        from safetensors import safe_open
+        with safe_open(path, framework='pt') as f:
+            network = (f.metadata() or {}).get('network')
+        try:
+            network = json.loads(network) if network else None
+        except ValueError:
+            return None
+    else:
+        try:
+            with open(path + '.json') as f:
+                sidecar = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(sidecar, dict) or sidecar.get('sha256') != sha256sum(path):
+            return None
+        network = sidecar.get('network')
     return network if isinstance(network, dict) else None
 
 
@@ -91,7 +123,7 @@ class OnnxRunner:
                    for t in onnx.load(path, load_external_data=False).graph.initializer
                    if t.data_location != onnx.TensorProto.EXTERNAL}
         check_finite(weights, path)
-        self.radius = _radius(weights)
+        self.radius = _onnx_radius(weights)
         self.input = self.session.get_inputs()[0].name
         probe = self.session.run(None, {self.input: np.full((1, 3, 8, 8), 0.5, np.float32)})[0]
         if not np.isfinite(probe).all():
@@ -165,10 +197,12 @@ def load_runner(model, exit_depth=None, device='cpu', precision='fp32', param_ke
         except Exception as err:  # noqa: BLE001
             raise UserError(f'{model} is not a loadable safetensors file ({first_line(err, 160)}).') from None
         check_finite(state, model)
-        # what the weights cannot say (e.g. EDSR's res_scale) is in the export's metadata
-        net, opt = network_from_state_dict(state, model, extra=_export_network(model))
-        return TorchRunner(net, opt['upscale'], device, precision)
-    net, opt = load_checkpoint(model, param_key=param_key)
+    else:
+        state = read_state_dict(model, param_key)
+    # what the weights cannot say (e.g. EDSR's res_scale): an export's own metadata, else the run's options file
+    net, opt = network_from_state_dict(state, model, extra=_export_network(model))
+    if exit_depth is not None and not hasattr(net, 'depths'):
+        raise UserError(f'--exit {exit_depth}: {model} is one exported exit, not a multi-exit checkpoint; omit --exit.')
     if exit_depth is not None and exit_depth not in net.depths:
         raise UserError(f'--exit {exit_depth}: {model} has no such output; it has {list(net.depths)}.')
     return TorchRunner(net, opt['upscale'], device, precision, exit_depth)
