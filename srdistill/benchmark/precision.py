@@ -13,6 +13,7 @@ from torch import nn
 
 from srdistill.archs.checkpoints import load_checkpoint
 from srdistill.evaluation.exits import evaluate, paired_files
+from srdistill.utils.amp import AMP_DTYPES
 
 # |mean PSNR - fp32 mean PSNR| allowed per variant, dB
 TOLERANCE_DB = {'channels_last': 0.01, 'fp16': 0.05, 'bf16': 0.05, 'bf16 + channels_last': 0.05}
@@ -44,8 +45,8 @@ def precision_variants(device):
     """``{name: (channels_last, autocast dtype)}`` of the variants measured on ``device``, ``fp32`` first."""
     variants = {'fp32': (False, None), 'channels_last': (True, None)}
     if torch.device(device).type == 'cuda':
-        variants.update({'fp16': (False, torch.float16), 'bf16': (False, torch.bfloat16),
-                         'bf16 + channels_last': (True, torch.bfloat16)})
+        variants.update({name: (False, dtype) for name, dtype in AMP_DTYPES.items()})
+        variants['bf16 + channels_last'] = (True, AMP_DTYPES['bf16'])
     return variants
 
 

@@ -13,6 +13,7 @@ from srdistill.archs.multi_exit import build_network
 from srdistill.benchmark.data_wait import measure_data_wait
 from srdistill.benchmark.measure import inference_variants, matmul_gflops, training_steps
 from srdistill.benchmark.precision import precision_check
+from srdistill.utils.amp import AMP_DTYPES
 from srdistill.version import __version__
 
 DATA_STARVED_FRACTION = 0.05  # the report says data loading starves the device above this share of the wall time
@@ -49,8 +50,8 @@ def fast_training_settings(device):
     """
     settings = [('channels_last', None, True, False), ('channels_last + fused Adam', None, True, True)]
     if torch.device(device).type == 'cuda':
-        settings += [('bf16', 'bf16', False, False), ('fp16', 'fp16', False, False),
-                     ('bf16 + channels_last', 'bf16', True, False)]
+        settings += [(name, name, False, False) for name in AMP_DTYPES]
+        settings.append(('bf16 + channels_last', 'bf16', True, False))
     return settings
 
 

@@ -35,14 +35,6 @@ from srdistill.utils.matlab_imresize import imresize, mod_crop
 from srdistill.utils.partial_files import partial_path, remove_stale
 
 
-def read_image(path):
-    """A uint8 BGR (H, W, 3) training image of ``path`` and the conversions made (:func:`to_training_image`).
-
-    Removed once exporter.py moves to image_files: ``image_files.read_image(path, 'rgb_float')`` gives its input.
-    """
-    return to_training_image(image_files.read_image(path), path)
-
-
 def to_training_image(img, path=''):
     """Make any decoded image a uint8 BGR (H, W, 3) training image, deliberately.
 

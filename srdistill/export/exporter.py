@@ -27,13 +27,13 @@ def check_image(path=None, scale=4):
     """
     from basicsr.utils import img2tensor
 
-    from srdistill.data.prepare import as_uint8_bgr, read_image
+    from srdistill.data.image_files import RGB_FLOAT, read_image
+    from srdistill.data.prepare import as_uint8_bgr
     from srdistill.utils.matlab_imresize import imresize
-    if path is None:
-        from skimage import data
-        lq = imresize(as_uint8_bgr(data.chelsea())[100:196, 150:246], 1 / scale)
-    else:
-        lq, _ = read_image(path)
+    if path is not None:
+        return img2tensor(read_image(path, RGB_FLOAT), bgr2rgb=False, float32=True)[None]
+    from skimage import data
+    lq = imresize(as_uint8_bgr(data.chelsea())[100:196, 150:246], 1 / scale)
     return img2tensor(lq / 255., bgr2rgb=True, float32=True)[None]
 
 

@@ -22,9 +22,10 @@ from srdistill.archs.checkpoints import check_finite, network_from_state_dict, r
 from srdistill.archs.multi_exit import build_network, network_opt_from_state_dict
 from srdistill.data.download import sha256sum
 from srdistill.export.formats import JIT_DEPRECATION
+from srdistill.utils.amp import AMP_DTYPES
 from srdistill.utils.errors import UserError, first_line
 
-PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+PRECISIONS = {'fp32': torch.float32, **AMP_DTYPES}
 
 
 def _radius(state):
@@ -88,7 +89,7 @@ class TorchRunner:
     def __init__(self, net, scale, device, precision='fp32', exit_depth=None, channels_last=True, radius=None):
         if precision != 'fp32' and torch.device(device).type != 'cuda':
             raise UserError(f'--precision {precision} needs a CUDA device; on CPU use fp32.')
-        # channels_last: 1.24-1.37x faster than the default layout on the benchmark CPU (docs/speed.md)
+        # channels_last: faster than the default layout on the benchmark CPU (docs/speed.md)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(device=device, dtype=PRECISIONS[precision], memory_format=self.memory_format).eval()
         self.scale, self.device, self.dtype, self.exit = scale, torch.device(device), PRECISIONS[precision], exit_depth
