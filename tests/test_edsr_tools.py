@@ -410,7 +410,9 @@ def test_benchmark_cli_on_edsr_with_a_light_head_checkpoint(bench_set, tmp_path,
     assert prec['network']['res_scale'] == RES_SCALE and prec['network']['exit_head'] == 'light' and prec['passed']
     fp32 = {r['output']: r['psnr'] for r in prec['rows'] if r['variant'] == 'fp32'}
     assert fp32 == pytest.approx({f'e{d}': _psnr_y(net, d, _pairs(bench_set)) for d in (1, 3)}, abs=1e-6)
-    assert '| e3 | channels_last |' in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert 'Settings: EDSR-3 (4 channels), exit after block 1' in text and '| e3 | channels_last |' in text
+    assert 'EDSR-3, 4 channels, exits [1], x4' in text
 
 
 def test_onnx_receptive_radius_of_an_untrained_light_exit(tmp_path):

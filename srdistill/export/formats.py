@@ -3,8 +3,8 @@ the largest absolute difference from the PyTorch exit's output; :func:`write_che
 when that difference is within tolerance.
 
 - ``pth``: BasicSR checkpoint layout, ``{'params': ..., 'params_ema': ...}``, loadable with ``strict=True`` by the
-  exit's standalone network (e.g. ``MSRResNet(num_block=k)``; see ``exit_network_opt``) and by BasicSR's
-  ``pretrain_network_g``;
+  exit's standalone network (its architecture's ``exit_network_opt``: with the full head, BasicSR's own network of
+  ``k`` blocks) and by BasicSR's ``pretrain_network_g``; its JSON sidecar holds the standalone network's options;
 - ``safetensors``: the same weights, without pickle; its metadata holds the standalone network's options;
 - ``onnx``: dynamic batch, height and width, opset :data:`ONNX_OPSET`, checked with ``onnx.checker`` and run with
   ONNX Runtime;
