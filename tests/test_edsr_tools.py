@@ -430,3 +430,25 @@ def test_onnx_receptive_radius_of_an_untrained_light_exit(tmp_path):
         write_onnx(str(tmp_path / 'e1.onnx'), sub, x, net(x, exit=1).numpy())
     assert 'light_tail.conv.bias' not in {t.name for t in onnx.load(str(tmp_path / 'e1.onnx')).graph.initializer}
     assert OnnxRunner(str(tmp_path / 'e1.onnx')).radius == net.receptive_radius(1) == 4
+
+
+def test_an_exported_pth_copied_alone_keeps_res_scale(run_ckpt, exports, tmp_path):
+    """The .pth export stores its standalone network's options in its payload (``'network'``), so the res_scale its
+    weights cannot say survives a copy without the sidecar, in evaluation (load_checkpoint) as in inference."""
+    import shutil
+
+    from srdistill.archs.checkpoints import load_checkpoint
+    from srdistill.inference.runners import load_runner
+    _, net, _ = run_ckpt
+    out, _ = exports
+    alone = tmp_path / 'copied.pth'
+    shutil.copy(out / 'exp_e3_x4.pth', alone)  # no copied.pth.json beside it
+    assert torch.load(alone, weights_only=True)['network'] == net.exit_network_opt(3)
+    loaded, opt = load_checkpoint(str(alone))
+    assert opt['res_scale'] == RES_SCALE and loaded.body[0].res_scale == RES_SCALE
+    lr = _lr_batch()
+    with torch.no_grad():
+        assert (loaded(lr) - net(lr, exit=3)).abs().max() <= 1e-6
+    runner = load_runner(str(alone))
+    with torch.no_grad():
+        assert np.abs(runner(lr.numpy()) - net(lr, exit=3).clamp(0, 1).numpy()).max() <= 1e-6

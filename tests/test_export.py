@@ -36,7 +36,8 @@ def test_pth_export_is_basicsr_msrresnet_with_only_its_own_weights(ckpt, tmp_pat
     sidecars = export(path, ('pth', ), str(tmp_path / 'out'), exits=[2])
     exported = torch.load(tmp_path / 'out' / 'exp_e2_x4.pth', weights_only=True)
     ref = MSRResNet(num_feat=8, num_block=2, upscale=4)
-    assert set(exported) == {'params', 'params_ema'}
+    assert set(exported) == {'params', 'params_ema', 'network'}  # network: the options the weights cannot say
+    assert exported['network'] == dict(type='MSRResNet', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=4)
     assert list(exported['params']) == list(ref.state_dict())  # blocks 1..2 and tail 2, nothing deeper
     ref.load_state_dict(exported['params'], strict=True)
     x = check_image(None, 4)

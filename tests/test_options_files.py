@@ -16,6 +16,8 @@ TRAINING_FILES = {
     'sd_x4_291.yml': ('datasets/291/HR_npy', '--npy'),
     'baseline_srresnet8_x4_291.yml': ('datasets/291/HR_npy', '--npy'),
     'sd_x4_291_png.yml': ('datasets/291/HR', 'tools/prepare_data.py folder'),
+    'edsr_baseline_sd_x4.yml': ('datasets/DIV2K/HR_sub', 'DIV2K is not prepared'),
+    'edsr_sd_x4.yml': ('datasets/DIV2K/HR_sub', 'DIV2K is not prepared'),
 }
 
 

@@ -5,6 +5,7 @@ and shapes), and checked against the options file when one is given, so a checkp
 scale gets a clear message, not a shape error. The network is built through BasicSR's ``ARCH_REGISTRY``.
 """
 import inspect
+import json
 import os
 import re
 from os import path as osp
@@ -18,8 +19,14 @@ from srdistill.utils.errors import UserError, first_line
 
 
 def read_state_dicts(ckpt_path):
+    """Every set of weights in a checkpoint (see :func:`read_checkpoint`)."""
+    return read_checkpoint(ckpt_path)[0]
+
+
+def read_checkpoint(ckpt_path):
     """Every set of weights in a checkpoint, loaded once: ``{'params': ..., 'params_ema': ...}`` for BasicSR's
-    ``net_g_*.pth`` (``params_ema`` only when present), ``{'params': ...}`` for a bare state dict.
+    ``net_g_*.pth`` (``params_ema`` only when present), ``{'params': ...}`` for a bare state dict; and the network
+    options an export stored with them (``'network'``, see :func:`stored_network_opt`), or None.
 
     Loaded with ``weights_only=True``; a ``module.`` prefix (DataParallel) is removed.
 
@@ -42,8 +49,39 @@ def read_state_dicts(ckpt_path):
                             '{"params": ...}).')
     check_finite({f'{key}.{k}': v for key, weights in keyed.items() for k, v in weights.items()} if keyed else state,
                  ckpt_path)
-    return {key: {k[len('module.'):] if k.startswith('module.') else k: v for k, v in weights.items()}
-            for key, weights in states.items()}
+    network = state.get('network') if keyed else None
+    return ({key: {k[len('module.'):] if k.startswith('module.') else k: v for k, v in weights.items()}
+             for key, weights in states.items()}, network if isinstance(network, dict) else None)
+
+
+def stored_network_opt(path, stored=None):
+    """The standalone network's options srdistill's exporter stored with an export, or None.
+
+    They hold what weights cannot say (EDSR's ``res_scale``): in the ``.pth`` payload (``stored``, from
+    :func:`read_checkpoint`), in a ``.safetensors`` file's metadata, else in the JSON sidecar beside the file
+    (``<file>.json``) when that sidecar describes this very file (its ``sha256``).
+    """
+    if stored:
+        return stored
+    network = None
+    if path.endswith('.safetensors'):
+        from safetensors import safe_open
+        with safe_open(path, framework='pt') as f:
+            network = (f.metadata() or {}).get('network')
+        try:
+            network = json.loads(network) if network else None
+        except ValueError:
+            return None
+    elif osp.isfile(path + '.json'):
+        from srdistill.data.download import sha256sum
+        try:
+            with open(path + '.json') as f:
+                sidecar = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if isinstance(sidecar, dict) and sidecar.get('sha256') == sha256sum(path):
+            network = sidecar.get('network')
+    return network if isinstance(network, dict) else None
 
 
 def check_finite(state, path):
@@ -154,8 +192,9 @@ def load_checkpoint(ckpt_path, opt_path=None, param_key='params', scale=None, de
     Returns:
         tuple[nn.Module, dict]: The network (eval mode) and its ``network_g`` options.
     """
-    state = read_state_dict(ckpt_path, param_key)
-    net, net_opt = network_from_state_dict(state, ckpt_path, opt_path)
+    states, stored = read_checkpoint(ckpt_path)
+    state = states.get(param_key) or next(iter(states.values()))
+    net, net_opt = network_from_state_dict(state, ckpt_path, opt_path, stored_network_opt(ckpt_path, stored))
     if scale is not None and scale != net_opt['upscale']:
         raise UserError(f'{ckpt_path} is a x{net_opt["upscale"]} model, but scale {scale} was asked for.')
     return net.to(device), net_opt

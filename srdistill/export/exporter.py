@@ -7,7 +7,7 @@ from os import path as osp
 
 import torch
 
-from srdistill.archs.checkpoints import experiment_label, network_from_state_dict, read_state_dicts
+from srdistill.archs.checkpoints import experiment_label, network_from_state_dict, read_checkpoint, stored_network_opt
 from srdistill.archs.cost import MAC_OUTPUT_SIZE, exit_macs
 from srdistill.data.download import sha256sum
 from srdistill.export import formats
@@ -78,9 +78,9 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
         raise UserError(f'unknown format(s) {unknown}; choose among {list(formats.SUFFIXES)}.')
     if int8 and 'onnx' not in formats_:
         raise UserError('--int8 quantises the ONNX export: add onnx to --format.')
-    states = read_state_dicts(ckpt)  # read once: every format is written from these
+    states, stored = read_checkpoint(ckpt)  # read once: every format is written from these
     chosen = states.get(param_key) or next(iter(states.values()))
-    multi, net_opt = network_from_state_dict(chosen, ckpt, opt_path)
+    multi, net_opt = network_from_state_dict(chosen, ckpt, opt_path, stored_network_opt(ckpt, stored))
     depths = resolve_exits(exits, multi.depths)
     scale = net_opt['upscale']
     label = label or experiment_label(ckpt)

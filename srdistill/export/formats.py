@@ -67,6 +67,7 @@ def _standalone(multi, depth, state):
 def write_pth(path, multi, states, depth, check, reference):
     """``states``: ``{'params': state_dict, 'params_ema': state_dict?}`` of the multi-exit network ``multi``."""
     payload = {key: multi.exit_state_dict(depth, state) for key, state in states.items()}
+    payload['network'] = multi.exit_network_opt(depth)  # what the weights cannot say (e.g. EDSR's res_scale)
     torch.save(payload, path)
     loaded = torch.load(path, map_location='cpu', weights_only=True)
     with torch.no_grad():

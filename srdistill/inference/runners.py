@@ -10,7 +10,6 @@ Weights are data in ``.pth`` (read with ``weights_only=True``), ``.safetensors``
 is a program (its ``forward`` and ``__setstate__`` run its own code, which can read and write files), so it is loaded
 only when the user says they trust it. Non-finite weights (a run that diverged) are refused in every format.
 """
-import json
 import warnings
 import zipfile
 from os import path as osp
@@ -18,9 +17,8 @@ from os import path as osp
 import numpy as np
 import torch
 
-from srdistill.archs.checkpoints import check_finite, network_from_state_dict, read_state_dict
+from srdistill.archs.checkpoints import check_finite, network_from_state_dict, read_checkpoint, stored_network_opt
 from srdistill.archs.multi_exit import build_network, network_opt_from_state_dict
-from srdistill.data.download import sha256sum
 from srdistill.export.formats import JIT_DEPRECATION
 from srdistill.utils.amp import AMP_DTYPES
 from srdistill.utils.errors import UserError, first_line
@@ -54,30 +52,6 @@ def _onnx_radius(weights):
                   if k.endswith('.weight') and v.dim() == 4}
         radius = _radius(dict(biases, **named))
     return radius
-
-
-def _export_network(path):
-    """The standalone network's options that srdistill's exporter stored with an export, or None: in a
-    ``.safetensors`` file's metadata, else in the JSON sidecar beside the file (``<file>.json``) when that sidecar
-    describes this very file (its ``sha256``)."""
-    if path.endswith('.safetensors'):
-        from safetensors import safe_open
-        with safe_open(path, framework='pt') as f:
-            network = (f.metadata() or {}).get('network')
-        try:
-            network = json.loads(network) if network else None
-        except ValueError:
-            return None
-    else:
-        try:
-            with open(path + '.json') as f:
-                sidecar = json.load(f)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(sidecar, dict) or sidecar.get('sha256') != sha256sum(path):
-            return None
-        network = sidecar.get('network')
-    return network if isinstance(network, dict) else None
 
 
 class TorchRunner:
@@ -198,10 +172,12 @@ def load_runner(model, exit_depth=None, device='cpu', precision='fp32', param_ke
         except Exception as err:  # noqa: BLE001
             raise UserError(f'{model} is not a loadable safetensors file ({first_line(err, 160)}).') from None
         check_finite(state, model)
+        stored = None
     else:
-        state = read_state_dict(model, param_key)
+        states, stored = read_checkpoint(model)
+        state = states.get(param_key) or next(iter(states.values()))
     # what the weights cannot say (e.g. EDSR's res_scale): an export's own metadata, else the run's options file
-    net, opt = network_from_state_dict(state, model, extra=_export_network(model))
+    net, opt = network_from_state_dict(state, model, extra=stored_network_opt(model, stored))
     if exit_depth is not None and not hasattr(net, 'depths'):
         raise UserError(f'--exit {exit_depth}: {model} is one exported exit, not a multi-exit checkpoint; omit --exit.')
     if exit_depth is not None and exit_depth not in net.depths:
