@@ -378,8 +378,9 @@ def test_ablation_trains_the_light_head_and_the_weight_inherit_baseline(tmp_path
 # --- benchmark -------------------------------------------------------------------------------------------------------
 
 def test_benchmark_cli_on_edsr_with_a_light_head_checkpoint(bench_set, tmp_path, capsys):
-    """tools/benchmark.py --arch MultiExitEDSR: training rows against BasicSR's own EDSR, per-exit latency (ONNX
-    included), and the precision check of a light-head checkpoint (res_scale 0.1 from its run folder)."""
+    """tools/benchmark.py --arch MultiExitEDSR --exit-head light: training rows against BasicSR's own EDSR, per-exit
+    latency (ONNX included; the light exit's multiply-adds), and the precision check of a light-head checkpoint
+    (res_scale 0.1 from its run folder)."""
     from srdistill.benchmark.cli import main
     torch.manual_seed(0)
     net = _fit(build_network(_tiny_edsr('light', num_feat=4)), steps=10)
@@ -387,18 +388,19 @@ def test_benchmark_cli_on_edsr_with_a_light_head_checkpoint(bench_set, tmp_path,
     ckpt = tmp_path / 'exp' / 'models' / 'net_g_10.pth'
     torch.save({'params': net.state_dict()}, ckpt)
     write_opt(tmp_path / 'exp' / 'train.yml', {'network_g': _tiny_edsr('light', num_feat=4)})
-    assert main(['--arch', 'MultiExitEDSR', '--num-feat', '4', '--num-block', '3', '--exit', '1', '--batch', '2',
+    assert main(['--arch', 'MultiExitEDSR', '--exit-head', 'light', '--num-feat', '4', '--num-block', '3',
+                 '--exit', '1', '--batch', '2',
                  '--gt-size', '16', '--lr-size', '8', '8', '--warmup', '1', '--repeats', '1', '--no-compile',
                  '--device', 'cpu', '--ckpt', str(ckpt), '--val-dir', str(bench_set / 'SetA'),
                  '--out', str(tmp_path / 'bench.md')]) == 0
     report = json.load(open(tmp_path / 'bench.json'))
-    assert report['settings']['arch'] == 'MultiExitEDSR'
+    assert report['settings']['arch'] == 'MultiExitEDSR' and report['settings']['exit_head'] == 'light'
     sd, plain, basic = report['training'][:3]
     assert [r['model'] for r in (sd, plain, basic)] == ['self-distillation (exit 1)', 'same trunk, no exit',
                                                         'BasicSR SRModel + EDSR']
     assert all(r['step_s'] > 0 for r in report['training'])
     with torch.device('meta'):
-        tiny = build_network(dict(type='MultiExitEDSR', num_feat=4, num_block=3, exits=[1]))
+        tiny = build_network(dict(type='MultiExitEDSR', num_feat=4, num_block=3, exits=[1], exit_head='light'))
     # the same network and loss as BasicSR's EDSR: as many multiply-adds, and about as many operators per step
     assert sd['forward_gmacs'] > plain['forward_gmacs'] == basic['forward_gmacs']
     assert abs(plain['aten_ops'] - basic['aten_ops']) <= 5
@@ -411,7 +413,7 @@ def test_benchmark_cli_on_edsr_with_a_light_head_checkpoint(bench_set, tmp_path,
     fp32 = {r['output']: r['psnr'] for r in prec['rows'] if r['variant'] == 'fp32'}
     assert fp32 == pytest.approx({f'e{d}': _psnr_y(net, d, _pairs(bench_set)) for d in (1, 3)}, abs=1e-6)
     text = capsys.readouterr().out
-    assert 'Settings: EDSR-3 (4 channels), exit after block 1' in text and '| e3 | channels_last |' in text
+    assert 'Settings: EDSR-3 (4 channels), exit after block 1 (light head)' in text and '| e3 | channels_last |' in text
     assert 'EDSR-3, 4 channels, exits [1], x4' in text
 
 

@@ -10,7 +10,7 @@ Examples::
 """
 import argparse
 
-from srdistill.archs.multi_exit import multi_exit_archs
+from srdistill.archs.multi_exit import EXIT_HEADS, multi_exit_archs
 from srdistill.benchmark.report import markdown, write_report
 from srdistill.benchmark.run import run_benchmark
 from srdistill.utils.amp import NAMES as AMP_NAMES
@@ -21,6 +21,8 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--arch', default='MultiExitSRResNet', choices=sorted(multi_exit_archs()),
                    help='the multi-exit architecture (default: MultiExitSRResNet)')
+    p.add_argument('--exit-head', default='full', choices=EXIT_HEADS,
+                   help="the exit's head: full (the network's own tail, default) or light (docs/architecture.md)")
     p.add_argument('--num-feat', type=int, default=64)
     p.add_argument('--num-block', type=int, default=32)
     p.add_argument('--exit', type=int, default=8, help='depth of the measured exit, below --num-block (default: 8)')
@@ -65,7 +67,8 @@ def benchmark(argv=None, root=None):
                            args.device, args.warmup, args.repeats, not args.no_compile, data_opt=args.data_opt,
                            data_iters=args.data_iters, num_worker=args.num_worker, data_amp=args.data_amp,
                            data_channels_last=args.data_channels_last, ckpt=args.ckpt, val_dir=args.val_dir,
-                           param_key=args.param_key, root=root, arch=args.arch)
+                           param_key=args.param_key, root=root, arch=args.arch,
+                           exit_head=args.exit_head)
     print(markdown(report))
     if args.out:
         print('written:', *write_report(report, args.out))

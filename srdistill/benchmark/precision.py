@@ -54,7 +54,7 @@ def precision_check(ckpt_path, val_dir, device='cpu', param_key='params'):
     """Mean Y-PSNR of each output of a checkpoint over a benchmark folder, per variant, and its change from fp32.
 
     Args:
-        ckpt_path (str): A srdistill (or BasicSR MSRResNet) training checkpoint.
+        ckpt_path (str): A srdistill training checkpoint, or a plain BasicSR one of a registered architecture.
         val_dir (str): A benchmark folder with ``HR/`` and ``LR_bicubic/X<scale>/`` (e.g. ``datasets/Set5``).
         device (str | torch.device): Default: CPU.
         param_key (str): ``params`` or ``params_ema``. Default: ``'params'``.

@@ -148,7 +148,8 @@ def markdown(report):
     lines = ['# Speed benchmark', '', f"Machine: {env['cpu']} ({env['cpu_count']} cores, {env['torch_threads']} torch "
              f"threads){gpu}; device `{env['device']}`. Versions: torch {env['torch']}, BasicSR {env['basicsr']}, "
              f"ONNX Runtime {env['onnxruntime']}, srdistill {env['srdistill']}; {env['platform']}.", '',
-             f"Settings: {_name(s)} ({s['num_feat']} channels), exit after block {s['exit']}, "
+             f"Settings: {_name(s)} ({s['num_feat']} channels), exit after block {s['exit']} "
+             f"({s.get('exit_head', 'full')} head), "
              f"x{s['scale']}; training batch {s['batch']} of {s['gt_size']}x{s['gt_size']} HR patches (random data "
              f"already on the device: the model's own cost); inference on one {s['lr_size'][1]}x{s['lr_size'][0]} LR "
              f"image. Medians of {s['repeats']} runs after {s['warmup']} warm-up runs, all measured in one run; the "

@@ -19,7 +19,7 @@ from srdistill.version import __version__
 DATA_STARVED_FRACTION = 0.05  # the report says data loading starves the device above this share of the wall time
 
 
-def _model_opts(arch, num_feat, num_block, exit_depth, scale):
+def _model_opts(arch, num_feat, num_block, exit_depth, scale, exit_head='full'):
     train = {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.99]},
              'scheduler': {'type': 'MultiStepLR', 'milestones': [10**9], 'gamma': 0.5}}
     ours = {'type': arch, 'num_feat': num_feat, 'num_block': num_block, 'upscale': scale}
@@ -29,7 +29,7 @@ def _model_opts(arch, num_feat, num_block, exit_depth, scale):
     base = {'scale': scale, 'path': {}, 'is_train': True}
     return {
         'self-distillation (exit {})'.format(exit_depth): dict(
-            base, model_type='SelfDistillSRModel', network_g=dict(ours, exits=[exit_depth]),
+            base, model_type='SelfDistillSRModel', network_g=dict(ours, exits=[exit_depth], exit_head=exit_head),
             train=dict(train, pixel_opt={'type': 'SelfDistillationLoss'}, channels_last=False)),
         'same trunk, no exit': dict(base, model_type='SelfDistillSRModel', network_g=dict(ours, exits=[]),
                                     train=dict(train, pixel_opt={'type': 'SelfDistillationLoss'},
@@ -73,7 +73,7 @@ def environment(device):
 def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt_size=96, lr_size=(180, 320),
                   device=None, warmup=2, repeats=5, compile_=True, data_opt=None, data_iters=50, num_worker=None,
                   data_amp=None, data_channels_last=None, ckpt=None, val_dir=None, param_key='params', root=None,
-                  arch='MultiExitSRResNet'):
+                  arch='MultiExitSRResNet', exit_head='full'):
     """Measure everything; returns the report dict (see :func:`srdistill.benchmark.report.markdown`).
 
     Args:
@@ -95,11 +95,13 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
         param_key (str): Weights of ``ckpt``: ``params`` or ``params_ema``. Default: ``'params'``.
         root (str | None): Project root for the relative paths in ``data_opt``. Default: the current directory.
         arch (str): A registered multi-exit architecture. Default: ``'MultiExitSRResNet'``.
+        exit_head (str): The exit's head, ``'full'`` or ``'light'`` (docs/architecture.md). Default: ``'full'``.
     """
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     if ckpt is not None and val_dir is None:
         raise ValueError('the precision check (ckpt) needs val_dir, a folder with HR/ and LR_bicubic/X<scale>/.')
-    settings = dict(arch=arch, num_feat=num_feat, num_block=num_block, exit=exit_depth, scale=scale, batch=batch,
+    settings = dict(arch=arch, exit_head=exit_head,
+                    num_feat=num_feat, num_block=num_block, exit=exit_depth, scale=scale, batch=batch,
                     gt_size=gt_size, lr_size=list(lr_size), warmup=warmup, repeats=repeats)
     report = {'environment': environment(device), 'settings': settings, 'training': [], 'inference': []}
     if data_opt is not None:
@@ -110,7 +112,7 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
                                for path in ([data_opt] if isinstance(data_opt, str) else data_opt)]
 
     lq = gt_size // scale
-    model_opts = _model_opts(arch, num_feat, num_block, exit_depth, scale)
+    model_opts = _model_opts(arch, num_feat, num_block, exit_depth, scale, exit_head)
     sd_name, sd_opt = next(iter(model_opts.items()))
     runs = [(name, opt, None, False, name == sd_name) for name, opt in model_opts.items()]
     for label, amp, channels_last, fused in fast_training_settings(device):
@@ -129,7 +131,7 @@ def run_benchmark(num_feat=64, num_block=32, exit_depth=8, scale=4, batch=16, gt
     for row, run in zip(report['training'], runs):
         row['speedup_vs_sd_fp32'] = sd_step / row['step_s'] if run[-1] else None
 
-    net = build_network(dict(type=arch, num_feat=num_feat, num_block=num_block, exits=[exit_depth],
+    net = build_network(dict(type=arch, num_feat=num_feat, num_block=num_block, exits=[exit_depth], exit_head=exit_head,
                              upscale=scale)).eval()
     with tempfile.TemporaryDirectory() as tmp:
         for depth in (exit_depth, num_block):

@@ -48,7 +48,7 @@ class FeatureDistillLoss(nn.Module):
 
         Args:
             feats (list[Tensor]): Trunk features after blocks ``0..num_block`` (see
-                ``MultiExitSRResNet.forward_with_features``).
+                ``MultiExitNet.forward_with_features``, srdistill/archs/multi_exit.py).
             student (int): The student's depth.
             teacher (int): The teacher's depth.
             net (nn.Module): The bare network (for learned adapters).

@@ -27,7 +27,7 @@ class SelfDistillationLoss(nn.Module):
         pixel_weight * L1(SR_e, GT) + distill_weight * L1(SR_e, SR_f)
 
     and ``pixel_weight * L1(SR_f, GT)`` for the final output. The terms are summed. 0.9 / 0.1 is the paper's 9:1. With
-    a single output (a plain SRResNet, the baselines) this is ``pixel_weight`` times the usual L1 loss.
+    a single output (a plain network, the baselines) this is ``pixel_weight`` times the usual L1 loss.
 
     Variants (see :mod:`srdistill.losses.distill_pairs`): ``criterion: l2`` (MSE instead of L1 for the distillation
     term), ``teacher: next`` (cascade), ``peers`` (mutual learning: each output against each other output, averaged
