@@ -11,12 +11,14 @@ from srdistill.archs.checkpoints import experiment_label, network_from_state_dic
 from srdistill.archs.cost import MAC_OUTPUT_SIZE, exit_macs
 from srdistill.data.download import sha256sum
 from srdistill.export import formats
+from srdistill.export.ncnn_format import write_ncnn
+from srdistill.export.openvino_format import write_openvino
 from srdistill.utils.errors import UserError
 from srdistill.utils.partial_files import remove_stale
 from srdistill.version import __version__
 
 # largest |difference| accepted between an export and the PyTorch exit, on 0..1 images
-TOLERANCE = {'pth': 0.0, 'safetensors': 0.0, 'torchscript': 1e-5, 'onnx': 1e-4}
+TOLERANCE = {'pth': 0.0, 'safetensors': 0.0, 'torchscript': 1e-5, 'onnx': 1e-4, 'openvino': 1e-4, 'ncnn': 1e-4}
 
 
 def check_image(path=None, scale=4):
@@ -52,7 +54,8 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
 
     Args:
         ckpt (str): Multi-exit (or plain BasicSR) checkpoint of a registered architecture.
-        formats_ (tuple[str]): Among ``pth``, ``safetensors``, ``onnx``, ``torchscript``.
+        formats_ (tuple[str]): Among ``pth``, ``safetensors``, ``onnx``, ``torchscript``, ``openvino``, ``ncnn``
+            (docs/export_runtimes.md).
         out_dir (str): Output folder.
         exits (str | list[int]): ``'all'``, ``'final'`` or depths.
         param_key (str): Weights used for safetensors/ONNX/TorchScript (``params`` or ``params_ema``); the ``pth``
@@ -114,10 +117,17 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
                                 reference=reference, metadata=dict(metadata, network=json.dumps(network)))
             elif fmt == 'onnx':
                 write = partial(formats.write_onnx, net=sub, check=check, reference=reference)
+            elif fmt == 'ncnn':
+                write = partial(write_ncnn, net=sub, check=check, reference=reference)
+            elif fmt == 'openvino':
+                write = partial(write_openvino, net=sub, check=check, reference=reference,
+                                radius=multi.receptive_radius(depth), network=network)
             else:
                 write = partial(formats.write_torchscript, net=sub, check=check, reference=reference)
-            diff = formats.write_checked(path, write, TOLERANCE[fmt])
+            companion = formats.companion_path(path, fmt)
+            diff = formats.write_checked(path, write, TOLERANCE[fmt], [companion] if companion else ())
             sidecar = dict(metadata, file=osp.basename(path), sha256=sha256sum(path), format=fmt,
+                           **({'companions': {osp.basename(companion): sha256sum(companion)}} if companion else {}),
                            architecture=network['type'], network=network,
                            params=multi.exit_parameters(depth), macs=exit_macs(multi, depth),
                            macs_output_size=list(MAC_OUTPUT_SIZE),
@@ -172,7 +182,7 @@ def _to_write(targets, source, overwrite):
     done, other = set(), []
     for key, path in targets.items():
         sidecar = _read_sidecar(path) if osp.isfile(path) else None
-        if sidecar is None or ('sha256' in sidecar and sidecar['sha256'] != sha256sum(path)):
+        if sidecar is None or not _describes(sidecar, path):
             continue  # no model, or a model its sidecar does not describe: (re)write it
         if all(sidecar.get(k) == v for k, v in source.items()):
             done.add(key)
@@ -188,6 +198,14 @@ def _to_write(targets, source, overwrite):
         first = next(iter(targets.values()))
         raise UserError(f'{first} exists ({len(done)} of the exports do); pass --overwrite to replace them.')
     return set(targets) - done
+
+
+def _describes(sidecar, path):
+    """Whether ``sidecar`` describes the files at ``path`` and beside it (a two-file format's ``companions``): a run
+    killed between renaming a pair leaves a file its sidecar does not describe."""
+    files = {path: sidecar.get('sha256'), **{osp.join(osp.dirname(path), name): digest
+                                              for name, digest in (sidecar.get('companions') or {}).items()}}
+    return all(digest is None or (osp.isfile(f) and sha256sum(f) == digest) for f, digest in files.items())
 
 
 def _read_sidecar(path):

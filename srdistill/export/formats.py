@@ -8,7 +8,9 @@ when that difference is within tolerance.
 - ``safetensors``: the same weights, without pickle; its metadata holds the standalone network's options;
 - ``onnx``: dynamic batch, height and width, opset :data:`ONNX_OPSET`, checked with ``onnx.checker`` and run with
   ONNX Runtime;
-- ``torchscript``: a traced module (``torch.jit.load`` needs no srdistill/BasicSR code).
+- ``torchscript``: a traced module (``torch.jit.load`` needs no srdistill/BasicSR code);
+- ``ncnn`` (:mod:`~srdistill.export.ncnn_format`) and ``openvino`` (:mod:`~srdistill.export.openvino_format`): a pair
+  of files each (:data:`COMPANIONS`), renamed into place together by :func:`write_checked`.
 """
 import math
 import os
@@ -24,21 +26,35 @@ from srdistill.utils.partial_files import partial_path
 
 ONNX_OPSET = 18
 JIT_DEPRECATION = r'`torch\.jit\.\w+` is deprecated'  # torch >= 2.14 warns on every TorchScript call
-SUFFIXES = {'pth': '.pth', 'safetensors': '.safetensors', 'onnx': '.onnx', 'torchscript': '.torchscript.pt'}
+SUFFIXES = {'pth': '.pth', 'safetensors': '.safetensors', 'onnx': '.onnx', 'torchscript': '.torchscript.pt',
+            'ncnn': '.ncnn.param', 'openvino': '.openvino.xml'}
+# the second file of a two-file format (its weights); named apart (.ncnn.bin, .openvino.bin) so the two never collide
+COMPANIONS = {'ncnn': '.ncnn.bin', 'openvino': '.openvino.bin'}
 
 
-def write_checked(path, write, tolerance):
+def companion_path(path, fmt):
+    """The weights file written beside ``path`` (an export in format ``fmt``), or None for a one-file format."""
+    return path[:-len(SUFFIXES[fmt])] + COMPANIONS[fmt] if fmt in COMPANIONS else None
+
+
+def write_checked(path, write, tolerance, companions=()):
     """Call ``write(tmp) -> max |diff|`` and move ``tmp`` to ``path`` if the difference is within ``tolerance``.
 
     Nothing is left behind when writing or checking fails. Returns the difference.
+
+    ``companions``: final paths of files written beside ``path`` (e.g. ncnn's ``.bin`` beside its ``.param``);
+    ``write`` is then called as ``write(tmp, *companion_tmps)``. They are renamed before ``path``, so
+    ``path`` appears last; the exporter's sidecar (written after) records every file's hash, so a run killed between
+    two renames is recognised as incomplete and redone.
 
     Raises:
         UserError: The written model differs from the PyTorch exit by more than ``tolerance``, or the difference is
             not finite (NaN or infinite output, on either side: ``nan > tolerance`` is False, so it is tested first).
     """
     tmp = partial_path(path)  # hidden, and removed by the next run if this one is killed (utils/partial_files.py)
+    pending = [(partial_path(c), c) for c in companions] + [(tmp, path)]
     try:
-        diff = write(tmp)
+        diff = write(*(written for written, _ in pending[-1:] + pending[:-1]))
         if not math.isfinite(diff):
             raise UserError(f'{osp.basename(path)} gives non-finite output ({diff}) on the check image; nothing was '
                             'written. Its weights are not finite or overflow: export a checkpoint from before the '
@@ -46,11 +62,13 @@ def write_checked(path, write, tolerance):
         if diff > tolerance:
             raise UserError(f'{osp.basename(path)} differs from the PyTorch exit by {diff:.2e} (> {tolerance:g}); '
                             'nothing was written. Please report this.')
-        os.replace(tmp, path)
+        for written, final in pending:
+            os.replace(written, final)
         return diff
     finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+        for written, _ in pending:
+            if osp.exists(written):
+                os.remove(written)
 
 
 def _diff(a, b):

@@ -1,6 +1,7 @@
 """``tools/infer.py``: super-resolve your images with an exported exit or a checkpoint.
 
     python tools/infer.py --model exports/SD_e8_x4.onnx --input photos/ --output out/
+    python tools/infer.py --model exports/SD_e8_x4.ncnn.param --input photos/ --output out/ --tile 256
     python tools/infer.py --model experiments/<name>/models/net_g_latest.pth --exit 8 --input 'shots/*.jpg' \
         --output out/
 
@@ -10,6 +11,9 @@ and the exit status is 1. Inputs are never overwritten; existing outputs only wi
 
 --tile bounds memory (one tile's work plus the 8/16-bit output; docs/infer_memory.md); by default tiles overlap by
 what makes them exact for the network (twice its receptive-field radius: 2 * (2 * blocks + 3) LR pixels).
+
+OpenVINO (.openvino.xml) and ncnn (.ncnn.param) exports run on the CPU in fp32, their .bin beside them (pip install
+openvino / ncnn); a tiled run's default overlap is exact for them too.
 
 A TorchScript file is a program, not data: it runs only with --trust-torchscript. Prefer .safetensors or .onnx.
 """
@@ -34,7 +38,8 @@ from srdistill.utils.tiling import plan_overlap
 def build_parser():
     p = argparse.ArgumentParser(prog='infer.py', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--model', required=True, help='.onnx, .torchscript.pt, .safetensors or .pth (export or checkpoint)')
+    p.add_argument('--model', required=True, help='.onnx, .openvino.xml, .ncnn.param, .torchscript.pt, .safetensors '
+                   'or .pth (export or checkpoint)')
     p.add_argument('--exit', type=int, help='with a multi-exit checkpoint: the exit to run (default: the final one)')
     p.add_argument('--input', nargs='+', required=True, help='image files, folders or globs')
     p.add_argument('--output', required=True, help='output folder')

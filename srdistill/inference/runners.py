@@ -1,4 +1,5 @@
-"""Models to run on users' images: an exported file (pth, safetensors, ONNX, TorchScript) or a checkpoint and an exit.
+"""Models to run on users' images: an exported file (pth, safetensors, ONNX, TorchScript, OpenVINO IR, ncnn) or a
+checkpoint and an exit. The OpenVINO and ncnn runners have their own modules (``openvino_runner``, ``ncnn_runner``).
 
 Every runner maps a float32 RGB batch (N, 3, h, w) in [0, 1] to its SR batch (N, 3, h * s, w * s), float32 in
 [0, 1], on the CPU; it has ``scale`` (s) and ``radius``, the receptive-field radius in LR pixels that exact tiles need
@@ -148,19 +149,32 @@ def refuse_torchscript(path):
                      'onnx).')
 
 
+def _openvino(path):
+    from srdistill.inference.openvino_runner import OpenVinoRunner
+    return OpenVinoRunner(path)
+
+
+def _ncnn(path):
+    from srdistill.inference.ncnn_runner import NcnnRunner
+    return NcnnRunner(path)
+
+
 def load_runner(model, exit_depth=None, device='cpu', precision='fp32', param_key='params', trust_torchscript=False):
-    """A runner for ``model``: ``.onnx``, ``*.torchscript.pt``, ``.safetensors``, or a ``.pth`` (an exported exit, a
-    plain BasicSR network, or a multi-exit checkpoint with ``exit_depth``; without it the final output is used).
+    """A runner for ``model``: ``.onnx``, ``*.torchscript.pt``, ``.safetensors``, an OpenVINO ``.xml``, an ncnn
+    ``.param``, or a ``.pth`` (an exported exit, a plain BasicSR network, or a multi-exit checkpoint with
+    ``exit_depth``; without it the final output is used).
 
     A TorchScript file (by name or by content) is refused unless ``trust_torchscript``; weights holding inf/nan are
     refused in every format.
     """
     if not osp.isfile(model):
         raise UserError(f'model {model} does not exist.')
-    if model.endswith('.onnx'):
+    one_exit = {'.onnx': ('an ONNX file', OnnxRunner), '.xml': ('an OpenVINO model', _openvino),
+                '.param': ('an ncnn model', _ncnn)}.get(osp.splitext(model)[1].lower())
+    if one_exit:
         if exit_depth is not None:
-            raise UserError('--exit applies to multi-exit checkpoints; an ONNX file is already one exit.')
-        return OnnxRunner(model)
+            raise UserError(f'--exit applies to multi-exit checkpoints; {one_exit[0]} is already one exit.')
+        return one_exit[1](model)
     if model.endswith('.torchscript.pt') or (not model.endswith('.safetensors') and is_torchscript(model)):
         if not trust_torchscript:
             raise refuse_torchscript(model)
