@@ -2,7 +2,7 @@
 
 Install (torch first: BasicSR's build wants it, and pinning it keeps pip off the CPU-only 2.13 wheel):
     pip install torch==2.14.1 torchvision==0.29.1
-    pip install --no-build-isolation -e .[test]
+    pip install --no-build-isolation -e .[test]      (.[runtimes]: only the OpenVINO/ncnn runtimes and pnnx)
 or simply ``make test`` / ``make demo``, which do this in a ``.venv``.
 """
 from os import path as osp
@@ -11,6 +11,7 @@ from setuptools import find_packages, setup
 
 here = osp.dirname(osp.abspath(__file__))
 version = {}
+RUNTIMES = ['openvino', 'ncnn', 'pnnx']
 with open(osp.join(here, 'srdistill', 'version.py')) as f:
     exec(f.read(), version)
 
@@ -43,5 +44,10 @@ setup(
         'onnxscript',  # torch.onnx's exporter (torch.export based) needs it
         'optuna',  # tools/tune.py: the hyper-parameter search and its on-disk study
     ],
-    extras_require={'test': ['pytest', 'ruff']},
+    extras_require={
+        # tools/export.py --format openvino / ncnn and tools/infer.py on those files (docs/export_runtimes.md);
+        # each is imported only where its format is used, and its absence is one message naming it
+        'runtimes': RUNTIMES,
+        'test': ['pytest', 'ruff', *RUNTIMES],  # the tests run every format for real
+    },
 )
