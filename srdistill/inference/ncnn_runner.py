@@ -51,8 +51,8 @@ def param_radius(layers):
     """
     blobs = {}  # name -> (scale, radius)
     for kind, _, inputs, outputs, params in layers:
-        if kind == 'Input':
-            blobs.update({o: (1.0, 0.0) for o in outputs})
+        if kind in ('Input', 'MemoryData'):  # MemoryData: a constant (EDSR's RGB mean), at no resolution of its own
+            blobs.update({o: (1.0 if kind == 'Input' else 0.0, 0.0) for o in outputs})
             continue
         if not inputs or any(i not in blobs for i in inputs):
             return None
