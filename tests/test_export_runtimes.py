@@ -106,6 +106,19 @@ def test_ncnn_blobs_and_input_as_chainner_and_realesrgan_ncnn_vulkan_feed_them(e
     assert np.array(sr).shape == (3, 76, 60) and np.abs(np.array(sr) - expected).max() <= TOLERANCE['ncnn']
 
 
+# what chaiNNer's NCNN reader (backend/src/nodes/impl/ncnn/model.py) loads: layers with weights it reads, or none;
+# it refuses MemoryData outright
+CHAINNER_NCNN_LAYERS = {'Input', 'Convolution', 'Split', 'BinaryOp', 'PixelShuffle', 'Interp', 'ReLU'}
+
+
+@pytest.mark.parametrize('name', list(NETS))
+def test_ncnn_graphs_hold_only_layers_chainner_reads(exported, name):
+    net, out = exported[name]
+    for depth in net.depths:
+        kinds = {kind for kind, *_ in parse_param((out / f'{name}_e{depth}_x4.ncnn.param').read_text())}
+        assert kinds <= CHAINNER_NCNN_LAYERS, (name, depth, kinds - CHAINNER_NCNN_LAYERS)
+
+
 def test_onnx_as_chainners_onnx_node_reads_and_feeds_it(exported):
     """chaiNNer reads the layout from the input shape (an int <= 4 second: BCHW) and feeds (1, 3, h, w) RGB floats."""
     import onnxruntime as ort

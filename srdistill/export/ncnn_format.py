@@ -4,13 +4,13 @@
   Tencent's converter that ncnn's documentation recommends), with ``fp16=0``: pnnx stores fp16 weights by default,
   which alone moves the output by ~1e-3. The ncnn graph has no fixed input size (tested at sizes other than the
   traced one).
-- Blob names: the input blob is renamed ``data`` and the output blob ``output`` (pnnx writes ``in0``/``out0``), the
-  names Real-ESRGAN-ncnn-vulkan (and upscayl, which runs it) and chaiNNer's early NCNN node (chaiNNer #1328) ask for;
-  today's chaiNNer takes the first layer's and the last layer's blobs, which these stay.
+- Graph (:mod:`~srdistill.export.ncnn_graph`): the input blob is renamed ``data`` and the output blob ``output``
+  (pnnx writes ``in0``/``out0``), the names Real-ESRGAN-ncnn-vulkan (and upscayl, which runs it) and chaiNNer's early
+  NCNN node (chaiNNer #1328) ask for; today's chaiNNer takes the first layer's and the last layer's blobs, which these
+  stay. EDSR's mean-shift constants become 1x1 convolutions (chaiNNer refuses ``MemoryData`` layers).
 - Check: :class:`~srdistill.inference.ncnn_runner.NcnnRunner` runs the pair on the check image, fed as those tools
   feed it (3-d Mat, RGB in [0, 1]).
 """
-import shutil
 import subprocess
 import tempfile
 import warnings
@@ -18,35 +18,13 @@ from os import path as osp
 
 import torch
 
+from srdistill.export.ncnn_graph import fold_channel_constants, rename_blobs
 from srdistill.inference.ncnn_runner import NcnnRunner, parse_param
 from srdistill.inference.optional import require
 from srdistill.utils.errors import UserError
 
 INPUT_BLOB, OUTPUT_BLOB = 'data', 'output'
 _JIT_WARNING = r'`torch\.jit\.\w+` is deprecated'
-
-
-def rename_blobs(text, names):
-    """``.param`` text with blobs renamed by ``names`` (``{old: new}``); an ``Input`` layer takes its blob's new name.
-
-    Raises:
-        ValueError: A new name is already a blob of the graph.
-    """
-    taken = {b for _, _, ins, outs, _ in parse_param(text) for b in ins + outs}
-    clash = [new for old, new in names.items() if new in taken and new != old]
-    if clash:
-        raise ValueError(f'blob {clash[0]} exists already')
-    lines = text.split('\n')
-    for i, line in enumerate(lines[2:], 2):
-        fields = line.split()
-        if not fields:
-            continue
-        end = 4 + int(fields[2]) + int(fields[3])
-        fields[4:end] = [names.get(b, b) for b in fields[4:end]]  # type, name, counts: never renamed
-        if fields[0] == 'Input':
-            fields[1] = fields[4]
-        lines[i] = ' '.join(fields)
-    return '\n'.join(lines)
 
 
 def _convert(net, check, folder):
@@ -93,7 +71,10 @@ def write_ncnn(path, weights, net, check, reference):
         if missing:
             raise UserError(f'pnnx left layer {missing[0]} unconverted (ncnn has no such layer; {len(missing)} in '
                             'all); this exit cannot run in ncnn, nothing was written.')
+        with open(converted, 'rb') as f:
+            text, data = fold_channel_constants(text, f.read())
         with open(path, 'w', encoding='utf-8') as f:
             f.write(rename_blobs(text, {layers[0][3][0]: INPUT_BLOB, layers[-1][3][0]: OUTPUT_BLOB}))
-        shutil.move(converted, weights)  # the temporary folder may be on another file system
+        with open(weights, 'wb') as f:
+            f.write(data)
     return _diff(NcnnRunner(path, weights)(check.numpy(), clip=False), reference)
