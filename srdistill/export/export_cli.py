@@ -2,6 +2,9 @@
 
     python tools/export.py --ckpt experiments/<name>/models/net_g_latest.pth --exit 8 \\
         --format pth safetensors onnx torchscript --out exports/
+    python tools/export.py --ckpt <checkpoint> --exit 8 --format openvino ncnn --out exports/
+
+openvino and ncnn need pip install openvino / ncnn pnnx (docs/export_runtimes.md).
 """
 import argparse
 
