@@ -125,7 +125,8 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
             else:
                 write = partial(formats.write_torchscript, net=sub, check=check, reference=reference)
             companion = formats.companion_path(path, fmt)
-            diff = formats.write_checked(path, write, TOLERANCE[fmt], [companion] if companion else ())
+            pair = {'companions': [companion]} if companion else {}  # one-file formats: write_checked's 3 arguments
+            diff = formats.write_checked(path, write, TOLERANCE[fmt], **pair)
             sidecar = dict(metadata, file=osp.basename(path), sha256=sha256sum(path), format=fmt,
                            **({'companions': {osp.basename(companion): sha256sum(companion)}} if companion else {}),
                            architecture=network['type'], network=network,
