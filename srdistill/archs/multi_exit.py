@@ -8,6 +8,7 @@ adapters, the standalone network of each exit (built through BasicSR's ``ARCH_RE
 the parameter count of each exit. An architecture file (``*_arch.py`` in this folder) subclasses it together with the
 BasicSR network and defines the few methods marked "architecture" below; ``docs/architecture.md`` lists them.
 """
+import re
 from collections import OrderedDict
 
 import torch
@@ -94,6 +95,29 @@ def network_opt_from_state_dict(state):
         if opt is not None:
             return opt
     return None
+
+
+def trunk_options(state):
+    """``num_in_ch``, ``num_feat`` and ``num_block`` of the trunk every multi-exit network has (``conv_first``, then
+    residual blocks ``body.<i>`` with ``conv1``), read from a state dict; None when it has no such trunk."""
+    if 'conv_first.weight' not in state:
+        return None
+    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r'body\.(\d+)\.conv1\.weight$', k))})
+    if not blocks or blocks != list(range(len(blocks))):
+        return None
+    num_feat, num_in_ch = (int(s) for s in state['conv_first.weight'].shape[:2])
+    return dict(num_in_ch=num_in_ch, num_feat=num_feat, num_block=len(blocks))
+
+
+def exit_options(state):
+    """The options every multi-exit state dict shows the same way: ``exits`` (from ``exit_tails.<k>``), and
+    ``exit_head: light`` / ``hint_adapters: true`` when its tails are light heads / it has adapters."""
+    opt = dict(exits=sorted({int(m.group(1)) for k in state if (m := re.match(r'exit_tails\.(\d+)\.', k))}))
+    if any(re.match(r'exit_tails\.\d+\.conv\.weight$', k) for k in state):  # LightHead's only layer
+        opt['exit_head'] = 'light'
+    if any(k.startswith('hint_adapters.') for k in state):
+        opt['hint_adapters'] = True
+    return opt
 
 
 def build_network(net_opt):

@@ -9,7 +9,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from srdistill.archs.light_head import LightHead
-from srdistill.archs.multi_exit import MultiExitNet
+from srdistill.archs.multi_exit import MultiExitNet, exit_options, trunk_options
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)  # BasicSR EDSR's default rgb_mean
 FINAL_TAIL = ('conv_after_body.', 'upsample.', 'conv_last.')  # EDSR's tail (after the global residual's body)
@@ -37,16 +37,6 @@ def _upscale(state, num_feat):
     if len(convs) == 1 and state[f'upsample.{convs[0]}.weight'].shape[0] == 9 * num_feat:
         return 3
     return 2**len(convs)
-
-
-def _edsr_trunk(state):
-    if 'conv_first.weight' not in state:
-        return None
-    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r'body\.(\d+)\.conv1\.weight$', k))})
-    if not blocks or blocks != list(range(len(blocks))):
-        return None
-    num_feat, num_in_ch = (int(s) for s in state['conv_first.weight'].shape[:2])
-    return dict(num_in_ch=num_in_ch, num_feat=num_feat, num_block=len(blocks))
 
 
 @ARCH_REGISTRY.register()
@@ -134,20 +124,14 @@ class MultiExitEDSR(MultiExitNet, EDSR):
         ``res_scale``, ``img_range`` and ``rgb_mean`` are not weights: they are BasicSR's defaults here, and the
         checkpoint loader takes them from the run's options file (:mod:`srdistill.archs.checkpoints`).
         """
-        trunk = _edsr_trunk(state)
+        trunk = trunk_options(state)
         if trunk is None or 'conv_after_body.weight' not in state or 'conv_last.weight' not in state:
             return None
         upscale = _upscale(state, trunk['num_feat'])
         if upscale is None:
             return None
-        exits = sorted({int(m.group(1)) for k in state if (m := re.match(r'exit_tails\.(\d+)\.', k))})
-        opt = dict(type=cls.__name__, **trunk, num_out_ch=int(state['conv_last.weight'].shape[0]), exits=exits,
-                   upscale=upscale)
-        if any(re.match(r'exit_tails\.\d+\.conv\.weight$', k) for k in state):
-            opt['exit_head'] = 'light'
-        if any(k.startswith('hint_adapters.') for k in state):
-            opt['hint_adapters'] = True
-        return opt
+        return dict(type=cls.__name__, **trunk, num_out_ch=int(state['conv_last.weight'].shape[0]), upscale=upscale,
+                    **exit_options(state))
 
 
 @ARCH_REGISTRY.register()
@@ -179,7 +163,7 @@ class EDSRLight(nn.Module):
 
     @classmethod
     def opt_from_state_dict(cls, state):
-        trunk = _edsr_trunk(state)
+        trunk = trunk_options(state)
         if trunk is None or {k for k in state if k.startswith('light_tail.')} != {'light_tail.conv.weight',
                                                                                   'light_tail.conv.bias'}:
             return None

@@ -1,6 +1,5 @@
 """Multi-exit SRResNet: BasicSR's MSRResNet trunk with extra upsampling tails branched off intermediate blocks, and
 its light-head standalone exit (:class:`MSRResNetLight`)."""
-import re
 
 from basicsr.archs.arch_util import ResidualBlockNoBN, default_init_weights, make_layer
 from basicsr.archs.srresnet_arch import MSRResNet
@@ -9,7 +8,7 @@ from torch import nn as nn
 from torch.nn import functional as F
 
 from srdistill.archs.light_head import LightHead
-from srdistill.archs.multi_exit import MultiExitNet
+from srdistill.archs.multi_exit import MultiExitNet, exit_options, trunk_options
 
 SUPPORTED_SCALES = (2, 3, 4)
 FINAL_TAIL = ('upconv1.', 'upconv2.', 'conv_hr.', 'conv_last.')  # MSRResNet's upsampling tail
@@ -68,13 +67,9 @@ class ExitTail(nn.Module):
 
 def _srresnet_opt(state):
     """The shape of an MSRResNet-like trunk read from ``state``, or None when ``state`` has none."""
-    if 'conv_first.weight' not in state or 'conv_after_body.weight' in state:  # EDSR has the same first names
+    if 'conv_after_body.weight' in state:  # EDSR's: the same trunk names
         return None
-    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r'body\.(\d+)\.conv1\.weight$', k))})
-    if not blocks or blocks != list(range(len(blocks))):
-        return None
-    num_feat, num_in_ch = (int(s) for s in state['conv_first.weight'].shape[:2])
-    return dict(num_in_ch=num_in_ch, num_feat=num_feat, num_block=len(blocks))
+    return trunk_options(state)
 
 
 def _light_scale(weight, num_out_ch):
@@ -165,13 +160,7 @@ class MultiExitSRResNet(MultiExitNet, MSRResNet):
             return None
         num_out_ch = int(state['conv_last.weight'].shape[0])
         upscale = 4 if 'upconv2.weight' in state else round((state['upconv1.weight'].shape[0] / trunk['num_feat'])**0.5)
-        exits = sorted({int(m.group(1)) for k in state if (m := re.match(r'exit_tails\.(\d+)\.', k))})
-        opt = dict(type=cls.__name__, **trunk, num_out_ch=num_out_ch, exits=exits, upscale=upscale)
-        if any(re.match(r'exit_tails\.\d+\.conv\.weight$', k) for k in state):
-            opt['exit_head'] = 'light'
-        if any(k.startswith('hint_adapters.') for k in state):
-            opt['hint_adapters'] = True
-        return opt
+        return dict(type=cls.__name__, **trunk, num_out_ch=num_out_ch, upscale=upscale, **exit_options(state))
 
 
 @ARCH_REGISTRY.register()

@@ -14,6 +14,7 @@ from os import path as osp
 import numpy as np
 
 from srdistill.inference.optional import require
+from srdistill.inference.probe import probe_scale
 from srdistill.utils.errors import UserError
 
 # layers that keep the resolution and read only the same pixel of their inputs (radius = their inputs' largest)
@@ -109,11 +110,7 @@ class NcnnRunner:
             raise UserError(f'ncnn cannot load {path} with {bin_path} (a layer it does not know, or weights that do '
                             'not match the .param); export it again.')
         self.radius = param_radius(layers)
-        probe = self(np.full((1, 3, 8, 8), 0.5, np.float32), clip=False)
-        if not np.isfinite(probe).all():
-            raise UserError(f'{path} gives non-finite output (inf/nan) for a plain grey image: its weights are broken '
-                            '(a run that diverged?); export it again from a finite checkpoint.')
-        self.scale = probe.shape[2] // 8
+        self.scale = probe_scale(lambda x: self(x, clip=False), path)
 
     def __call__(self, batch, clip=True):
         """float32 RGB (N, 3, h, w) in [0, 1] -> (N, 3, h * s, w * s), one 3-d Mat per image."""

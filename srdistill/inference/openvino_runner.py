@@ -7,6 +7,7 @@ network. The hint is set to f32 here, which makes the output PyTorch's to 1e-6 (
 import numpy as np
 
 from srdistill.inference.optional import require
+from srdistill.inference.probe import probe_scale
 from srdistill.utils.errors import UserError, first_line
 
 CPU_CONFIG = {'INFERENCE_PRECISION_HINT': 'f32'}
@@ -38,11 +39,7 @@ class OpenVinoRunner:
                             '.bin together.') from None
         radius = read_rt_info(model, 'receptive_radius')
         self.radius = int(radius) if radius and radius.isdigit() else None
-        probe = self(np.full((1, 3, 8, 8), 0.5, np.float32), clip=False)
-        if not np.isfinite(probe).all():
-            raise UserError(f'{path} gives non-finite output (inf/nan) for a plain grey image: its weights are broken '
-                            '(a run that diverged?); export it again from a finite checkpoint.')
-        self.scale = probe.shape[2] // 8
+        self.scale = probe_scale(lambda x: self(x, clip=False), path)
 
     def __call__(self, batch, clip=True):
         """float32 RGB (N, 3, h, w) in [0, 1] -> (N, 3, h * s, w * s)."""

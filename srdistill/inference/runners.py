@@ -21,6 +21,7 @@ import torch
 from srdistill.archs.checkpoints import check_finite, network_from_state_dict, read_checkpoint, stored_network_opt
 from srdistill.archs.multi_exit import build_network, network_opt_from_state_dict
 from srdistill.export.formats import JIT_DEPRECATION
+from srdistill.inference.probe import probe_scale
 from srdistill.utils.amp import AMP_DTYPES
 from srdistill.utils.errors import UserError, first_line
 
@@ -101,11 +102,7 @@ class OnnxRunner:
         check_finite(weights, path)
         self.radius = _onnx_radius(weights)
         self.input = self.session.get_inputs()[0].name
-        probe = self.session.run(None, {self.input: np.full((1, 3, 8, 8), 0.5, np.float32)})[0]
-        if not np.isfinite(probe).all():
-            raise UserError(f'{path} gives non-finite output (inf/nan) for a plain grey image: its weights are broken '
-                            '(a run that diverged?); export it again from a finite checkpoint.')
-        self.scale = probe.shape[2] // 8
+        self.scale = probe_scale(lambda x: self.session.run(None, {self.input: x})[0], path)
 
     def __call__(self, batch):
         try:
