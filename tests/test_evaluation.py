@@ -112,3 +112,16 @@ def test_tiled_equals_untiled_and_self_ensemble():
     # x8 self-ensemble of a flip/rotation-equivariant function is the function itself
     up = self_ensemble(lambda t: {'a': torch.nn.functional.interpolate(t, scale_factor=2, mode='nearest')}, x)
     assert torch.allclose(up['a'], torch.nn.functional.interpolate(x, scale_factor=2, mode='nearest'))
+
+
+def test_tradeoff_plot_draws_the_latency_panel_only_with_latencies(tmp_path):
+    import cv2
+
+    from srdistill.evaluation.figures import plot_tradeoff
+    rows = [dict(model='bicubic', output='bicubic', macs=None, latency_ms=None, **{'A/psnr': 25.0}),
+            dict(model='net', output='e4', macs=5e9, latency_ms=None, **{'A/psnr': 26.0}),
+            dict(model='net', output='e8', macs=9e9, latency_ms=None, **{'A/psnr': 26.5})]
+    one = cv2.imread(plot_tradeoff(rows, 'A', str(tmp_path / 'one.png')))
+    rows[1]['latency_ms'], rows[2]['latency_ms'] = 10.0, 18.0
+    two = cv2.imread(plot_tradeoff(rows, 'A', str(tmp_path / 'two.png')))
+    assert (one.shape[1], two.shape[1]) == (660, 1320)  # 5.5 inches per panel at 120 dpi

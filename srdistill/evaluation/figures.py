@@ -11,12 +11,16 @@ import numpy as np  # noqa: E402
 def plot_tradeoff(rows, dataset, path):
     """PNG with two panels: PSNR on ``dataset`` against GMACs and against latency; a line per model, a point per exit.
 
-    Bicubic is drawn as a dashed horizontal line.
+    Bicubic is drawn as a dashed horizontal line. Without latencies (``--no-latency``) only the GMACs panel is drawn.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = [('macs', 'GMACs')]
+    if any(r.get('latency_ms') is not None for r in rows):
+        panels.append(('latency_ms', 'latency (ms)'))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    axes = axes[0]
     models = [m for m in dict.fromkeys(r['model'] for r in rows) if m != 'bicubic']
     bicubic = next((r for r in rows if r['output'] == 'bicubic'), None)  # of the LR files, as the models
-    for ax, key, label in ((axes[0], 'macs', 'GMACs'), (axes[1], 'latency_ms', 'latency (ms)')):
+    for ax, (key, label) in zip(axes, panels):
         for model in models:
             points = sorted((r[key] / (1e9 if key == 'macs' else 1), r[f'{dataset}/psnr'], r['output'])
                             for r in rows if r['model'] == model and r.get(key) is not None)
