@@ -109,7 +109,11 @@ def check_finite(state, path):
 
 def read_state_dict(ckpt_path, param_key='params'):
     """The weights ``param_key`` of a checkpoint (see :func:`read_state_dicts`), falling back to the other set."""
-    states = read_state_dicts(ckpt_path)
+    return choose_weights(read_state_dicts(ckpt_path), param_key)
+
+
+def choose_weights(states, param_key):
+    """``states[param_key]`` (``params`` or ``params_ema``) of :func:`read_checkpoint`, else the set there is."""
     return states.get(param_key) or next(iter(states.values()))
 
 
@@ -193,7 +197,7 @@ def load_checkpoint(ckpt_path, opt_path=None, param_key='params', scale=None, de
         tuple[nn.Module, dict]: The network (eval mode) and its ``network_g`` options.
     """
     states, stored = read_checkpoint(ckpt_path)
-    state = states.get(param_key) or next(iter(states.values()))
+    state = choose_weights(states, param_key)
     net, net_opt = network_from_state_dict(state, ckpt_path, opt_path, stored_network_opt(ckpt_path, stored))
     if scale is not None and scale != net_opt['upscale']:
         raise UserError(f'{ckpt_path} is a x{net_opt["upscale"]} model, but scale {scale} was asked for.')

@@ -7,7 +7,13 @@ from os import path as osp
 
 import torch
 
-from srdistill.archs.checkpoints import experiment_label, network_from_state_dict, read_checkpoint, stored_network_opt
+from srdistill.archs.checkpoints import (
+    choose_weights,
+    experiment_label,
+    network_from_state_dict,
+    read_checkpoint,
+    stored_network_opt,
+)
 from srdistill.archs.cost import MAC_OUTPUT_SIZE, exit_macs
 from srdistill.data.download import sha256sum
 from srdistill.export import formats
@@ -82,7 +88,7 @@ def export(ckpt, formats_=('pth', ), out_dir='exports', exits='all', param_key='
     if int8 and 'onnx' not in formats_:
         raise UserError('--int8 quantises the ONNX export: add onnx to --format.')
     states, stored = read_checkpoint(ckpt)  # read once: every format is written from these
-    chosen = states.get(param_key) or next(iter(states.values()))
+    chosen = choose_weights(states, param_key)
     multi, net_opt = network_from_state_dict(chosen, ckpt, opt_path, stored_network_opt(ckpt, stored))
     depths = resolve_exits(exits, multi.depths)
     scale = net_opt['upscale']

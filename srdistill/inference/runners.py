@@ -18,7 +18,13 @@ from os import path as osp
 import numpy as np
 import torch
 
-from srdistill.archs.checkpoints import check_finite, network_from_state_dict, read_checkpoint, stored_network_opt
+from srdistill.archs.checkpoints import (
+    check_finite,
+    choose_weights,
+    network_from_state_dict,
+    read_checkpoint,
+    stored_network_opt,
+)
 from srdistill.archs.multi_exit import build_network, network_opt_from_state_dict
 from srdistill.export.formats import JIT_DEPRECATION
 from srdistill.inference.probe import probe_scale
@@ -186,7 +192,7 @@ def load_runner(model, exit_depth=None, device='cpu', precision='fp32', param_ke
         stored = None
     else:
         states, stored = read_checkpoint(model)
-        state = states.get(param_key) or next(iter(states.values()))
+        state = choose_weights(states, param_key)
     # what the weights cannot say (e.g. EDSR's res_scale): an export's own metadata, else the run's options file
     net, opt = network_from_state_dict(state, model, extra=stored_network_opt(model, stored))
     if exit_depth is not None and not hasattr(net, 'depths'):
