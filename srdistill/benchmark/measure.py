@@ -1,6 +1,7 @@
 """Timers for the benchmark: training steps of BasicSR models, inference variants, and a matmul reference.
 
-All times are medians of repeated runs after warm-up, with CUDA synchronised around each run.
+All times are medians of repeated runs after warm-up, with CUDA synchronised around each run. Where several things are
+compared, they are timed interleaved (:func:`interleaved_ms`), so a drift of the machine's speed affects them alike.
 """
 import copy
 import statistics
@@ -13,8 +14,8 @@ from srdistill.utils.amp import AMP_DTYPES
 
 
 def sync(device):
-    """Wait for the device's queued work (CUDA); nothing to wait for elsewhere."""
-    if torch.device(device).type == 'cuda':
+    """Wait for the device's queued work (CUDA); nothing to wait for elsewhere (or when ``device`` is None)."""
+    if device is not None and torch.device(device).type == 'cuda':
         torch.cuda.synchronize(device)
 
 
@@ -32,16 +33,55 @@ def median_time(fn, device, warmup=2, repeats=5):
     return statistics.median(times)
 
 
+def interleaved_ms(fns, warmup=2, repeats=5, device=None):
+    """Milliseconds of each call of each of ``fns``, timed interleaved: ``repeats`` rounds after ``warmup`` calls each.
+
+    Each round calls every function once, in list order on even rounds and in reverse order on odd ones: a call timed
+    right after another one runs slower or faster than the one before it (caches, allocator; a fixed order made the
+    first of several training steps 1-2% slower than the next), and a drift of the machine's speed during the run
+    (another process, a GPU's clocks ramping up from idle) affects every function alike, so their ratios stay fair.
+
+    Args:
+        fns (list[callable]): Functions of no arguments.
+        warmup (int): Untimed calls of each function, before the first round. Default: 2.
+        repeats (int): Timed rounds. Default: 5.
+        device (str | torch.device | None): Synchronised after each call (CUDA). Default: None (nothing to wait for).
+
+    Returns:
+        list[list[float]]: Per function, its ``repeats`` times in ms, in round order.
+    """
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times = [[] for _ in fns]
+    for repeat in range(repeats):
+        for i in (range(len(fns)) if repeat % 2 == 0 else reversed(range(len(fns)))):
+            start = time.perf_counter()
+            fns[i]()
+            sync(device)
+            times[i].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def spread(times_ms):
+    """Median and spread of ``times_ms``: ``median_ms``, ``min_ms``, ``max_ms``, ``q1_ms``, ``q3_ms`` (the quartiles,
+    linear interpolation between the sorted times, as NumPy's default) and ``n``."""
+    if not times_ms:
+        raise ValueError('no times to summarise')
+    q1, _, q3 = statistics.quantiles(times_ms, n=4, method='inclusive') if len(times_ms) > 1 else times_ms * 3
+    return dict(median_ms=statistics.median(times_ms), min_ms=min(times_ms), max_ms=max(times_ms), q1_ms=q1, q3_ms=q3,
+                n=len(times_ms))
+
+
 def training_steps(model_opts, batch, gt_size, scale, device, warmup=2, repeats=5):
     """Median seconds of one ``optimize_parameters`` step of each BasicSR model built from ``model_opts``, and the
     operations one step dispatches.
 
-    The models are timed interleaved: after every model's warm-up, each repeat times one step of every model in turn
-    (every other repeat in reverse order, so that no model always follows the same one), so a drift of the device's
-    speed during the run (a GPU's clocks ramping up from idle, another process) affects them alike and their ratios
-    stay fair. The batch lives on the device already (random data), so this is the model's
-    own cost, not the data pipeline's. After the timing, one more step of each model runs under the profiler
-    (:func:`step_ops`).
+    The models are timed interleaved (:func:`interleaved_ms`: after every model's warm-up, each repeat times one step
+    of every model in turn, every other repeat in reverse order), so their ratios stay fair. The batch lives on the
+    device already (random data), so this is the model's own cost, not the data pipeline's. After the timing, one
+    more step of each model runs under the profiler (:func:`step_ops`).
 
     Args:
         model_opts (list[dict]): BasicSR options (``model_type``, ``network_g``, ``train``...).
@@ -68,20 +108,8 @@ def training_steps(model_opts, batch, gt_size, scale, device, warmup=2, repeats=
             model.feed_data(data)
             model.optimize_parameters(counter['n'])
 
-        for _ in range(warmup):
-            one_step()
         steps.append(one_step)
-    sync(device)
-    times = [[] for _ in steps]
-    for repeat in range(repeats):
-        # every other repeat in reverse order: a step timed right after another model's runs slower or faster than
-        # the one before it (caches, allocator), and a fixed order made the first row 1-2% slower than the next
-        order = range(len(steps)) if repeat % 2 == 0 else reversed(range(len(steps)))
-        for i in order:
-            start = time.perf_counter()
-            steps[i]()
-            sync(device)
-            times[i].append(time.perf_counter() - start)
+    times = [[t / 1000 for t in ms] for ms in interleaved_ms(steps, warmup, repeats, device)]
     return [dict(step_s=statistics.median(t), **step_ops(one_step, device)) for t, one_step in zip(times, steps)]
 
 
