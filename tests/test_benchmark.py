@@ -1,6 +1,7 @@
 """tools/benchmark.py runs on a tiny configuration and writes a complete report (it is a tool, not a timed test)."""
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -41,7 +42,8 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     report = run_benchmark(num_feat=4, num_block=3, exit_depth=1, batch=2, gt_size=16, lr_size=(8, 8), device='cpu',
                            warmup=1, repeats=1, compile_=False, data_opt=[opt_path, npy_path], data_iters=4,
                            num_worker=0,
-                           data_channels_last=True, ckpt=ckpt, val_dir=val_dir)
+                           data_channels_last=True, ckpt=ckpt, val_dir=val_dir,
+                           runtimes=('eager', 'channels_last'))  # each runtime for real: tests/test_runtimes.py
 
     # training: the three models, then the self-distillation model's fast settings (CPU: no AMP)
     assert [r['model'] for r in report['training']] == [
@@ -62,6 +64,11 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     assert [r['output'] for r in report['inference']] == ['e1', 'e3']
     assert set(report['inference'][0]['ms']) == {'eager', 'channels_last', 'onnxruntime'}
     assert report['matmul_gflops'] > 0 and report['environment']['torch']
+    # the per-runtime table: the exit and the final network, each runtime asked for, timed (repeats=1)
+    rt = report['runtimes']
+    assert (rt['exit'], rt['final'], rt['runtimes']) == ('e1', 'e3', ['eager', 'channels_last'])
+    assert rt['gmacs'] == pytest.approx({r['output']: r['gmacs'] for r in report['inference']})
+    assert all(rt['latency'][out][r]['n'] == 1 for out in ('e1', 'e3') for r in rt['runtimes'])
 
     # data wait: real iterations of the options file, with the overrides applied to the built model
     data, data_npy = report['data_wait']
@@ -108,9 +115,74 @@ def test_benchmark_runs_on_a_tiny_config(tmp_path, tiny_opt, tiny_ckpt_and_set):
     assert f"{100 * data['data_fraction']:.1f}%" in text and 'CPU cores of loading at' in text
     assert '## Precision of the fast settings on trained weights' in text and 'channels_last 0.01 dB' in text
     assert '| e3 | channels_last |' in text and 'every fast setting is within its tolerance' in text
+    assert '## Latency per runtime (ms)' in text and '| channels_last | ' in text
+    assert '- goal: the fastest runtime' in text
     saved = json.load(open(js))
     assert saved['settings']['num_block'] == 3 and saved['data_wait'][0]['iters'] == 4
     assert saved['precision']['rows'][1]['variant'] == 'channels_last'
+
+
+def _runtime_report(latency, runtimes_=('eager', 'openvino', 'ncnn')):
+    report = dict(environment=dict(cpu='c', cpu_count=2, torch_threads=2, torch='t', basicsr='b', onnxruntime='o',
+                                   srdistill='s', platform='p', device='cpu'),
+                  settings=dict(num_feat=4, num_block=32, exit=8, scale=4, batch=2, gt_size=16, lr_size=[180, 320],
+                                warmup=2, repeats=5),
+                  training=[], matmul_gflops=10.0,
+                  inference=[dict(output=o, gmacs=g, ms={'eager': 1.0}, achieved_gflops=1.0)
+                             for o, g in (('e8', 10.0), ('e32', 20.0))],
+                  runtimes=dict(exit='e8', final='e32', runtimes=list(runtimes_), versions={'openvino': '1'},
+                                gmacs={'e8': 10.0, 'e32': 20.0}, latency=latency))
+    return markdown(report)
+
+
+def _ms(median, q1=None, q3=None, threads='t'):
+    return dict(median_ms=median, q1_ms=q1 or median, q3_ms=q3 or median, min_ms=median, max_ms=median, n=5,
+                threads=threads)
+
+
+def test_runtime_section_speedups_and_goals():
+    """Speed-ups over eager, the exit's speed-up over the final network against the MAC ratio (2x here), a skipped
+    runtime's reason, and whether each goal is met in the fastest runtime."""
+    skipped = {'skipped': 'the ncnn latency needs the pnnx package, which is not installed: pip install pnnx'}
+    text = _runtime_report({'e8': {'eager': _ms(100.0, 90.0, 110.0), 'openvino': _ms(40.0, threads='OpenVINO CPU'),
+                                   'ncnn': skipped},
+                            'e32': {'eager': _ms(200.0), 'openvino': _ms(76.0), 'ncnn': skipped}})
+    assert 'Training not measured (`--skip-training`).' in text and '## Training throughput' not in text
+    assert 'e32 has 2.00x the multiply-adds of e8 (20.00 vs 10.00 GMACs)' in text and 'openvino 1' in text
+    assert '| eager | 100.0 | 90.0-110.0 | 1.00x | 200.0 | 200.0-200.0 | 1.00x | 2.00x | 1.00 | t |' in text
+    # openvino: 100/40 = 2.5x eager for the exit, 200/76 for the final; 76/40 = 1.9x faster, 0.95 of the MAC ratio
+    assert '| openvino | 40.0 | 40.0-40.0 | 2.50x | 76.0 | 76.0-76.0 | 2.63x | 1.90x | 0.95 | OpenVINO CPU |' in text
+    assert '| ncnn | skipped: the ncnn latency needs the pnnx package' in text and 'pip install pnnx' in text
+    assert ('- goal: the fastest runtime at least 2x PyTorch eager for e8: **met** (fastest: openvino, 2.50x).'
+            in text)
+    assert ('in the fastest runtime: **met** (openvino: 1.90x, 0.95 of the ratio; runtimes that meet it: eager, '
+            'openvino).') in text
+    slow = _runtime_report({'e8': {'eager': _ms(100.0), 'openvino': _ms(60.0)},
+                            'e32': {'eager': _ms(150.0), 'openvino': _ms(90.0)}}, ('eager', 'openvino'))
+    assert '**not met** (fastest: openvino, 1.67x)' in slow
+    assert '**not met** (openvino: 1.50x, 0.75 of the ratio; runtimes that meet it: none)' in slow
+    no_eager = _runtime_report({'e8': {'openvino': _ms(60.0)}, 'e32': {'openvino': _ms(90.0)}}, ('openvino', ))
+    assert 'not measured (no eager row)' in no_eager
+
+
+def test_cli_inference_only(tmp_path, capsys, monkeypatch):
+    """--skip-training: no training rows, the per-exit and per-runtime latency; a runtime whose package is missing is
+    listed as skipped with its pip package."""
+    monkeypatch.setitem(sys.modules, 'openvino', None)  # import openvino raises ImportError
+    assert main(['--num-feat', '4', '--num-block', '3', '--exit', '1', '--lr-size', '8', '8', '--warmup', '0',
+                 '--repeats', '2', '--no-compile', '--device', 'cpu', '--skip-training', '--runtimes', 'eager',
+                 'channels_last', 'openvino', '--out', str(tmp_path / 'b.md')]) == 0
+    report = json.load(open(tmp_path / 'b.json'))
+    assert report['training'] == [] and report['settings']['skip_training'] is True
+    latency = report['runtimes']['latency']
+    assert latency['e1']['eager']['n'] == latency['e3']['channels_last']['n'] == 2
+    assert 'pip install openvino' in latency['e1']['openvino']['skipped']
+    text = (tmp_path / 'b.md').read_text()
+    assert 'Training not measured' in text and '| openvino | skipped: ' in text and '| e3 | ' in text
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(['--skip-training', '--data-opt', 'x.yml'])
+    assert '--data-opt measures training iterations: not with --skip-training' in capsys.readouterr().err
 
 
 def test_markdown_without_the_optional_sections():

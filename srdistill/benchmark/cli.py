@@ -1,10 +1,12 @@
-"""``tools/benchmark.py``: training throughput (with the fast settings), per-exit latency, GFLOP/s; optionally the data
-wait of real training iterations (``--data-opt``) and the PSNR of trained weights under each fast setting
-(``--ckpt`` with ``--val-dir``).
+"""``tools/benchmark.py``: training throughput (with the fast settings), per-exit latency, the exit's and the final
+network's latency in each runtime (PyTorch eager and channels_last, ONNX Runtime fp32 and INT8, OpenVINO, ncnn: timed
+interleaved), GFLOP/s; optionally the data wait of real training iterations (``--data-opt``) and the PSNR of trained
+weights under each fast setting (``--ckpt`` with ``--val-dir``).
 
 Examples::
 
     python tools/benchmark.py --out results/benchmark.md
+    python tools/benchmark.py --skip-training --no-compile --out results/runtimes.md     (inference only: minutes)
     python tools/benchmark.py --data-opt options/sd_x4_291.yml options/sd_x4_291_png.yml --data-iters 50 \\
         --ckpt experiments/SD_SRResNet32e8_x4_291_B16/models/net_g_latest.pth --val-dir datasets/Set5
 """
@@ -13,6 +15,7 @@ import argparse
 from srdistill.archs.multi_exit import EXIT_HEADS, multi_exit_archs
 from srdistill.benchmark.report import markdown, write_report
 from srdistill.benchmark.run import run_benchmark
+from srdistill.benchmark.runtimes import RUNTIMES
 from srdistill.utils.amp import NAMES as AMP_NAMES
 from srdistill.utils.errors import report_errors
 
@@ -32,6 +35,11 @@ def build_parser():
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--no-compile', action='store_true', help='skip torch.compile')
+    p.add_argument('--skip-training', action='store_true',
+                   help='measure inference only (the per-exit and per-runtime latency): no training rows')
+    p.add_argument('--runtimes', nargs='*', default=list(RUNTIMES), choices=RUNTIMES, metavar='RUNTIME',
+                   help=f"runtimes of the per-runtime table, on the CPU (default: all: {' '.join(RUNTIMES)}; none: "
+                   'no table); a runtime whose package is missing is listed as skipped')
     p.add_argument('--device', default=None, help='default: cuda when present, else cpu')
     p.add_argument('--out', default=None, help='report path (.md; a .json is written beside it)')
     data = p.add_argument_group('data wait of real training iterations (skipped without --data-opt)')
@@ -63,12 +71,15 @@ def benchmark(argv=None, root=None):
         p.error('--ckpt needs --val-dir (a folder with HR/ and LR_bicubic/X<scale>/, e.g. datasets/Set5)')
     if args.val_dir is not None and args.ckpt is None:
         p.error('--val-dir needs --ckpt')
+    if args.skip_training and args.data_opt:
+        p.error('--data-opt measures training iterations: not with --skip-training')
     report = run_benchmark(args.num_feat, args.num_block, args.exit, 4, args.batch, args.gt_size, tuple(args.lr_size),
                            args.device, args.warmup, args.repeats, not args.no_compile, data_opt=args.data_opt,
                            data_iters=args.data_iters, num_worker=args.num_worker, data_amp=args.data_amp,
                            data_channels_last=args.data_channels_last, ckpt=args.ckpt, val_dir=args.val_dir,
                            param_key=args.param_key, root=root, arch=args.arch,
-                           exit_head=args.exit_head)
+                           exit_head=args.exit_head, skip_training=args.skip_training,
+                           runtimes=tuple(dict.fromkeys(args.runtimes)))
     print(markdown(report))
     if args.out:
         print('written:', *write_report(report, args.out))

@@ -6,6 +6,11 @@ from os import path as osp
 
 from srdistill.benchmark.run import DATA_STARVED_FRACTION
 
+# the issue's goals for the per-runtime table: the fastest runtime this much faster than PyTorch eager for the exit,
+# and the exit's speed-up over the final network in that runtime at least this share of their multiply-add ratio
+FASTEST_VS_EAGER_GOAL = 2.0
+MAC_RATIO_SHARE_GOAL = 0.9
+
 
 def _fmt_speedup(value):
     return '' if value is None else f'{value:.2f}x'
@@ -155,7 +160,10 @@ def markdown(report):
              f"image. Medians of {s['repeats']} runs after {s['warmup']} warm-up runs, all measured in one run; the "
              f"training steps interleaved (one step of each model in turn). Operator and kernel counts: one more "
              "step of each model under the PyTorch profiler.", '']
-    lines += _training_lines(report)
+    if report['training']:
+        lines += _training_lines(report)
+    else:
+        lines += ['Training not measured (`--skip-training`).', '']
     lines += ['## Inference latency per exit (ms)', '']
     variants = [k for k in report['inference'][0]['ms'] if k != 'compile_s']
     lines += ['| output | GMACs | ' + ' | '.join(variants) + ' | achieved GFLOP/s (eager) |',
@@ -169,6 +177,8 @@ def markdown(report):
               f"{full['gmacs'] / exit_row['gmacs']:.2f}x fewer multiply-adds;"]
     if 'compile_s' in full['ms']:
         lines.append(f"- torch.compile took {full['ms']['compile_s']:.1f} s to compile the full network (excluded).")
+    if report.get('runtimes'):
+        lines += _runtime_lines(report['runtimes'], s)
     lines += ['', '## How close to the hardware', ''] + _hardware_lines(report, full['achieved_gflops'])
     if report.get('data_wait'):
         runs = report['data_wait']
@@ -178,6 +188,74 @@ def markdown(report):
     if report.get('precision'):
         lines += _precision_lines(report['precision'])
     return '\n'.join(lines)
+
+
+def _ratio(a, b):
+    return None if a is None or b is None else a / b
+
+
+def _runtime_lines(rt, settings):
+    """The per-runtime section: a row per runtime with the exit's and the final network's median and quartiles, each
+    one's speed-up over PyTorch eager, the exit's speed-up over the final network against their MAC ratio; the goals.
+    """
+    ex, fin, latency = rt['exit'], rt['final'], rt['latency']
+    mac_ratio = rt['gmacs'][fin] / rt['gmacs'][ex]
+    median = {(out, r): latency[out][r].get('median_ms') for out in (ex, fin) for r in rt['runtimes']}
+    eager = {out: median.get((out, 'eager')) for out in (ex, fin)}
+    versions = ', '.join(f'{k} {v}' for k, v in rt.get('versions', {}).items())
+    lines = ['', '## Latency per runtime (ms)', '',
+             f"The exit {ex} and the final network {fin} as standalone networks, one {settings['lr_size'][1]}x"
+             f"{settings['lr_size'][0]} LR image, on the CPU, each runtime with its default threads (last column)"
+             f"{'; ' + versions if versions else ''}. Every (network, runtime) pair is timed interleaved: after "
+             f"{settings['warmup']} warm-up runs of each, each of {settings['repeats']} rounds runs every pair "
+             'once, in reverse order every other round, so a slow spell hits all pairs alike. Median and '
+             'interquartile range (q1-q3) of the rounds; speed-ups are ratios of medians. Each conversion is checked '
+             f"against PyTorch within the export tolerance. {fin} has {mac_ratio:.2f}x the multiply-adds of {ex} "
+             f"({rt['gmacs'][fin]:.2f} vs {rt['gmacs'][ex]:.2f} GMACs).", '',
+             f'| runtime | {ex} (ms) | {ex} q1-q3 | {ex} vs eager | {fin} (ms) | {fin} q1-q3 | {fin} vs eager | '
+             f'{ex} vs {fin} speed | share of the MAC ratio | threads |', '|---|---|---|---|---|---|---|---|---|---|']
+    for r in rt['runtimes']:
+        cells = []
+        for out in (ex, fin):
+            entry = latency[out][r]
+            if 'skipped' in entry:
+                cells += [f"skipped: {entry['skipped']}", '', '']
+            else:
+                cells += [f"{entry['median_ms']:.1f}", f"{entry['q1_ms']:.1f}-{entry['q3_ms']:.1f}",
+                          _fmt_speedup(_ratio(eager[out], entry['median_ms']))]
+        speed = _ratio(median[(fin, r)], median[(ex, r)])
+        threads = next((latency[out][r]['threads'] for out in (ex, fin) if 'threads' in latency[out][r]), '')
+        cells += [_fmt_speedup(speed), '' if speed is None else f'{speed / mac_ratio:.2f}', threads]
+        lines.append(f'| {r} | ' + ' | '.join(cells) + ' |')
+    return lines + [''] + _goal_lines(rt['runtimes'], median, eager[ex], ex, fin, mac_ratio)
+
+
+def _goal_lines(runtimes, median, eager, ex, fin, mac_ratio):
+    """Whether the issue's two goals are met, in the fastest runtime for the exit."""
+    timed = [r for r in runtimes if median[(ex, r)] is not None]
+    if not timed:
+        return ['- no runtime was timed: the goals are not measured.']
+    fastest = min(timed, key=lambda r: median[(ex, r)])
+    verdict = {True: '**met**', False: '**not met**'}
+    if eager is None:
+        lines = [f'- goal: the fastest runtime {FASTEST_VS_EAGER_GOAL:g}x PyTorch eager for {ex}: not measured (no '
+                 'eager row).']
+    else:
+        speedup = eager / median[(ex, fastest)]
+        lines = [f'- goal: the fastest runtime at least {FASTEST_VS_EAGER_GOAL:g}x PyTorch eager for {ex}: '
+                 f'{verdict[speedup >= FASTEST_VS_EAGER_GOAL]} (fastest: {fastest}, {speedup:.2f}x).']
+    speed = _ratio(median[(fin, fastest)], median[(ex, fastest)])
+    if speed is None:
+        lines.append(f'- goal: {ex} at least {MAC_RATIO_SHARE_GOAL:g}x its MAC ratio faster than {fin}: not measured '
+                     f'({fin} not timed in {fastest}).')
+    else:
+        meeting = [r for r in timed if median[(fin, r)] is not None
+                   and median[(fin, r)] / median[(ex, r)] >= MAC_RATIO_SHARE_GOAL * mac_ratio]
+        lines.append(f'- goal: {ex} at least {MAC_RATIO_SHARE_GOAL:g}x its MAC ratio ({mac_ratio:.2f}x) faster than '
+                     f'{fin} in the fastest runtime: {verdict[speed >= MAC_RATIO_SHARE_GOAL * mac_ratio]} ({fastest}: '
+                     f'{speed:.2f}x, {speed / mac_ratio:.2f} of the ratio; runtimes that meet it: '
+                     f"{', '.join(meeting) or 'none'}).")
+    return lines
 
 
 def _hardware_lines(report, achieved):
