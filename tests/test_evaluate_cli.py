@@ -91,6 +91,39 @@ def test_exits_subset_and_lpips_without_its_weights(setup, capsys, monkeypatch):
     assert all(r['latency_ms'] is None and 'SetA/lpips' not in r and 'SetA/psnr' in r for r in rows)
 
 
+def test_each_distinct_network_timed_once_interleaved(setup, monkeypatch):
+    """The same checkpoint twice: its exits are timed once each (one timing shared by both rows), all distinct
+    networks in one interleaved run; rows carry the median and quartiles, the table shows both."""
+    from srdistill.evaluation import evaluate_cli
+    tmp_path, root = setup
+    calls = []
+    real = evaluate_cli.runtime_latencies
+
+    def spy(networks, lr_size, **kwargs):
+        calls.append((len(networks), lr_size, kwargs))
+        return real(networks, lr_size, **kwargs)
+
+    monkeypatch.setattr(evaluate_cli, 'runtime_latencies', spy)
+    ckpt = str(tmp_path / 'exp' / 'models' / 'net_g_10.pth')
+    assert main(['--ckpt', ckpt, ckpt, str(tmp_path / 'srresnet2.pth'), '--labels', 'A', 'B', 'C', '--datasets',
+                 'SetA', '--data-root', str(root), '--out', str(tmp_path / 'o'), '--mac-size', '32', '32',
+                 '--latency-repeats', '3', '--device', 'cpu', '--picture-images', '1']) == 0
+    # A and B: e2 and e4 of one checkpoint, 2 networks; C: SRResNet-2 of other weights, a third
+    assert calls == [(3, (8, 8), dict(runtimes=('eager', ), warmup=2, repeats=3, device='cpu'))]
+    rows = {(r['model'], r['output']): r for r in json.load(open(tmp_path / 'o' / 'results.json'))['rows']}
+    keys = ('latency_ms', 'latency_q1_ms', 'latency_q3_ms')
+    for output in ('e2', 'e4'):
+        assert [rows[('A', output)][k] for k in keys] == [rows[('B', output)][k] for k in keys]
+    table = (tmp_path / 'o' / 'table.md').read_text()
+    for key in (('A', 'e2'), ('A', 'e4'), ('C', 'e2')):
+        row = rows[key]
+        assert 0 < row['latency_q1_ms'] <= row['latency_ms'] <= row['latency_q3_ms']
+        assert f"| {row['latency_ms']:.1f} ({row['latency_q1_ms']:.1f}-{row['latency_q3_ms']:.1f}) |" in table
+    assert 'each distinct network (same options and weights) timed once' in table
+    assert (tmp_path / 'o' / 'table.csv').read_text().splitlines()[1].startswith(
+        'model,output,depth,params,macs,latency_ms,latency_q1_ms,latency_q3_ms,')
+
+
 @pytest.mark.parametrize('change, message', [
     (['--exits', '3'], r'--exits [3]: no such output; the checkpoint(s) have [2, 4]'),
     (['--datasets', 'Urban100'], 'dataset Urban100 (x4) is not prepared'),

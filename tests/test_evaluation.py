@@ -7,7 +7,7 @@ from basicsr.archs.srresnet_arch import MSRResNet
 from conftest import make_paired_folder
 
 from srdistill.archs.checkpoints import infer_network_opt, load_checkpoint, read_state_dict
-from srdistill.archs.cost import exit_latency, exit_macs
+from srdistill.archs.cost import exit_macs
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.evaluation.exits import evaluate, markdown_table, paired_files
 from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample, calculate_psnr_y
@@ -91,7 +91,6 @@ def test_costs_of_each_exit():
     tail = 64 * 16 * 9 * lr + 64 * 16 * 9 * 4 * lr + 16 * 16 * 9 * 16 * lr + 3 * 16 * 9 * 16 * lr
     assert exit_macs(net, 2, output_size=(16, 16)) == 16 * 3 * 9 * lr + 2 * block + tail
     assert exit_macs(net, 6, output_size=(16, 16)) == 16 * 3 * 9 * lr + 6 * block + tail
-    assert exit_latency(net, 2, (8, 8), 'cpu', warmup=1, repeats=2) > 0
 
 
 def test_tiled_equals_untiled_and_self_ensemble():
@@ -125,3 +124,27 @@ def test_tradeoff_plot_draws_the_latency_panel_only_with_latencies(tmp_path):
     rows[1]['latency_ms'], rows[2]['latency_ms'] = 10.0, 18.0
     two = cv2.imread(plot_tradeoff(rows, 'A', str(tmp_path / 'two.png')))
     assert (one.shape[1], two.shape[1]) == (660, 1320)  # 5.5 inches per panel at 120 dpi
+
+
+def test_tradeoff_plot_draws_the_latency_spread_as_error_bars(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from srdistill.evaluation.figures import plot_tradeoff
+    drawn = []
+    real = Axes.errorbar
+
+    def spy(self, x, y, *args, **kwargs):
+        drawn.append((list(x), list(y), [list(side) for side in kwargs['xerr']]))
+        return real(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, 'errorbar', spy)
+    rows = [dict(model='bicubic', output='bicubic', macs=None, latency_ms=None, **{'A/psnr': 25.0}),
+            dict(model='net', output='e8', macs=9e9, latency_ms=18.0, latency_q1_ms=16.0, latency_q3_ms=21.0,
+                 **{'A/psnr': 26.5}),
+            dict(model='net', output='e4', macs=5e9, latency_ms=10.0, latency_q1_ms=9.0, latency_q3_ms=10.5,
+                 **{'A/psnr': 26.0}),
+            dict(model='old', output='e4', macs=5e9, latency_ms=12.0, **{'A/psnr': 25.5})]  # no quartiles: no bar
+    plot_tradeoff(rows, 'A', str(tmp_path / 'p.png'))
+    # on the latency panel only, at the medians, from the first quartile to the third
+    assert drawn == [([10.0, 18.0], [26.0, 26.5], [[1.0, 2.0], [0.5, 3.0]])]
+    assert (tmp_path / 'p.png').read_bytes()[:4] == b'\x89PNG'

@@ -1,7 +1,6 @@
-"""What each exit costs: parameters, multiply-accumulates at a stated output size, and measured latency."""
+"""What each exit costs: multiply-accumulates at a stated output size (its measured latency:
+:mod:`srdistill.benchmark.runtimes`)."""
 import copy
-import statistics
-import time
 
 import torch
 from torch import nn
@@ -60,26 +59,3 @@ def input_channels(net):
     """Input channels of a network: those of its first convolution."""
     return next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
 
-
-def _sync(device):
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-@torch.no_grad()
-def exit_latency(net, depth, lr_size, device, warmup=2, repeats=5):
-    """Median wall time (ms) of ``net(x, exit=depth)`` for one LR image of ``lr_size`` (h, w), after ``warmup`` runs.
-
-    Only blocks 1..depth and that exit's tail run, as for the exported sub-network.
-    """
-    x = torch.rand(1, input_channels(net), *lr_size, device=device)
-    for _ in range(warmup):
-        net(x, exit=depth)
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        net(x, exit=depth)
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)

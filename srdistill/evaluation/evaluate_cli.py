@@ -14,7 +14,8 @@ from os import path as osp
 import yaml
 
 from srdistill.archs.checkpoints import experiment_label, load_checkpoint
-from srdistill.archs.cost import MAC_OUTPUT_SIZE, exit_latency, exit_macs
+from srdistill.archs.cost import MAC_OUTPUT_SIZE, exit_macs
+from srdistill.benchmark.runtimes import network_key, runtime_latencies
 from srdistill.data.image_files import UINT8, read_image
 from srdistill.evaluation.exits import (
     dataset_pairs,
@@ -30,6 +31,7 @@ from srdistill.metrics.psnr_ssim_y_metric import bicubic_upsample
 from srdistill.utils.errors import UserError, report_errors
 from srdistill.utils.tiling import plan_overlap
 
+LATENCY_WARMUP = 2  # untimed runs of each network before the timed rounds
 REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir))
 
 
@@ -58,7 +60,8 @@ def build_parser():
     p.add_argument('--lpips', action='store_true', help='also LPIPS (AlexNet; needs its weights)')
     p.add_argument('--save-images', action='store_true', help='write every SR image under --out/images')
     p.add_argument('--no-latency', action='store_true', help='skip the latency measurement')
-    p.add_argument('--latency-repeats', type=int, default=5)
+    p.add_argument('--latency-repeats', type=int, default=5,
+                   help='timed rounds; each runs every distinct network once, interleaved (default: 5)')
     p.add_argument('--mac-size', nargs=2, type=int, default=list(MAC_OUTPUT_SIZE), metavar=('H', 'W'),
                    help='output size for MACs and latency (default: 720 1280)')
     p.add_argument('--picture-images', type=int, default=3, help='test images in comparison.png (default: 3)')
@@ -102,6 +105,25 @@ def _depths(models, wanted):
     return {label: [d for d in net.depths if not wanted or d in wanted] for label, net, _ in models}
 
 
+def _latencies(models, depths, lr_size, device, repeats, warmup=LATENCY_WARMUP):
+    """``{(label, depth): spread}`` of every output's standalone network, PyTorch eager on ``device``.
+
+    Each distinct network (the same architecture options and weights, :func:`~srdistill.benchmark.runtimes.network_key`:
+    e.g. one checkpoint passed twice) is timed once, and all of them interleaved
+    (:func:`~srdistill.benchmark.runtimes.runtime_latencies`): timed one after another, a slow spell of the machine
+    during one of them would show as a difference between two networks (docs/export_runtimes.md).
+    """
+    networks, keys = {}, {}
+    for label, net, _ in models:
+        for d in depths[label]:
+            sub = net.exit_network(d)
+            key = network_key(sub, net.exit_network_opt(d))
+            networks.setdefault(key, sub)
+            keys[(label, d)] = key
+    timed = runtime_latencies(networks, lr_size, runtimes=('eager', ), warmup=warmup, repeats=repeats, device=device)
+    return {output: timed[key]['eager'] for output, key in keys.items()}
+
+
 def run(args):
     """Carry out one evaluation (see the module docstring). Raises UserError on bad input."""
     device = default_device() if args.device == 'auto' else args.device
@@ -128,16 +150,18 @@ def run(args):
         if message:
             print(message, file=sys.stderr)
 
-    rows = {('bicubic', out): dict(model='bicubic', output=out, depth=None, params=None, macs=None, latency_ms=None)
-            for out in ('bicubic_srcnn', 'bicubic')}
+    rows = {('bicubic', out): dict(model='bicubic', output=out, depth=None, params=None, macs=None, latency_ms=None,
+                                   latency_q1_ms=None, latency_q3_ms=None) for out in ('bicubic_srcnn', 'bicubic')}
     per_image = {}
     out_h, out_w = args.mac_size
+    latencies = {} if args.no_latency else _latencies(models, depths, (out_h // scale, out_w // scale), device,
+                                                      args.latency_repeats)
     for label, net, _ in models:
         for d in depths[label]:
-            latency = None if args.no_latency else exit_latency(net, d, (out_h // scale, out_w // scale), device,
-                                                                repeats=args.latency_repeats)
+            timed = latencies.get((label, d), {})
             rows[(label, f'e{d}')] = dict(model=label, output=f'e{d}', depth=d, params=net.exit_parameters(d),
-                                          macs=exit_macs(net, d, (out_h, out_w)), latency_ms=latency)
+                                          macs=exit_macs(net, d, (out_h, out_w)), latency_ms=timed.get('median_ms'),
+                                          latency_q1_ms=timed.get('q1_ms'), latency_q3_ms=timed.get('q3_ms'))
     metrics = ('psnr', 'ssim') + (('psnr_rgb', ) if args.rgb else ()) + (('lpips', ) if lpips_fn else ())
     for name, pairs in datasets:
         for i, (label, net, _) in enumerate(models):
@@ -153,9 +177,9 @@ def run(args):
                     rows[key].update({f'{name}/{m}': v for m, v in values.items()})
     rows = list(rows.values())
     names = [name for name, _ in datasets]
-    protocol = PROTOCOL.format(out_w=out_w, out_h=out_h, lr_w=out_w // scale, lr_h=out_h // scale, warmup=2,
-                               repeats=args.latency_repeats, device=device) + (' Outputs x8 self-ensembled.'
-                                                                               if args.self_ensemble else '')
+    protocol = PROTOCOL.format(out_w=out_w, out_h=out_h, lr_w=out_w // scale, lr_h=out_h // scale,
+                               warmup=LATENCY_WARMUP, repeats=args.latency_repeats, device=device)
+    protocol += ' Outputs x8 self-ensembled.' if args.self_ensemble else ''
     paths = write_reports(rows, names, out, protocol, per_image, metrics)
     paths['plot'] = plot_tradeoff(rows, names[0], osp.join(out, 'tradeoff.png'))
     paths['picture'] = _picture(models, depths, datasets[0], scale, per_image, args, device,

@@ -12,6 +12,9 @@ def plot_tradeoff(rows, dataset, path):
     """PNG with two panels: PSNR on ``dataset`` against GMACs and against latency; a line per model, a point per exit.
 
     Bicubic is drawn as a dashed horizontal line. Without latencies (``--no-latency``) only the GMACs panel is drawn.
+    A latency is the median of interleaved runs; where a row has its quartiles (``latency_q1_ms``,
+    ``latency_q3_ms``), a horizontal error bar spans them, so that two points closer than their spread are not read as
+    a difference.
     """
     panels = [('macs', 'GMACs')]
     if any(r.get('latency_ms') is not None for r in rows):
@@ -27,7 +30,13 @@ def plot_tradeoff(rows, dataset, path):
             if not points:
                 continue
             xs, ys, names = zip(*points)
-            ax.plot(xs, ys, marker='o', label=model)
+            line, = ax.plot(xs, ys, marker='o', label=model)
+            if key == 'latency_ms':
+                spread = _latency_spread([r for r in rows if r['model'] == model], dataset)
+                if spread:
+                    medians, psnrs, below, above = spread
+                    ax.errorbar(medians, psnrs, xerr=[below, above], fmt='none', ecolor=line.get_color(), capsize=3,
+                                alpha=0.8)
             for x, y, name in points:
                 ax.annotate(name, (x, y), textcoords='offset points', xytext=(4, -10), fontsize=8)
         if bicubic is not None:
@@ -41,6 +50,17 @@ def plot_tradeoff(rows, dataset, path):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _latency_spread(rows, dataset):
+    """``(x, y, below, above)``: the median latency, the PSNR on ``dataset`` and the distances down to the first and
+    up to the third quartile, of the rows that have quartiles (sorted by latency); None when none has."""
+    rows = sorted((r for r in rows if r.get('latency_ms') is not None and r.get('latency_q1_ms') is not None
+                   and r.get('latency_q3_ms') is not None), key=lambda r: r['latency_ms'])
+    if not rows:
+        return None
+    return ([r['latency_ms'] for r in rows], [r[f'{dataset}/psnr'] for r in rows],
+            [r['latency_ms'] - r['latency_q1_ms'] for r in rows], [r['latency_q3_ms'] - r['latency_ms'] for r in rows])
 
 
 def interesting_crop(hr, size):
