@@ -11,8 +11,9 @@ A training step is counted as 3x its forward multiply-adds (forward + backward, 
 forward of an external teacher when there is one, plus the extra passes of ``train.upcycle_opt`` (a no-gradient label
 pass, and the students' passes on the extra inputs at 3x); the loss functions themselves are not counted (under 1%).
 A run may start from another run's weights (``init_from``: the exit cut from a deep network for the weight-inherit
-baseline) or learn from another run's network (``teacher_from``: an external teacher); the source's own training
-compute is then added to the run's ``total`` compute.
+baseline, or with ``prune: <ratio>`` (and ``mode``, ``round_to``) that run's exit itself, channel-pruned:
+docs/pruning.md) or learn from another run's network (``teacher_from``: an external teacher); the source's own
+training compute is then added to the run's ``total`` compute.
 """
 import copy
 import os
@@ -144,16 +145,21 @@ def expand(plan):
                 else:
                     iters = round(scale * plan['iterations'] * ref_macs / macs)
                 sources = {k: _source(run, k) for k in ('init_from', 'teacher_from')}
+                init = run['init_from'] if isinstance(run.get('init_from'), dict) else {}
+                if init.get('prune') is not None:  # the pruned exit of the source: its network is known now
+                    opt['network_g'] = _pruned_network(plan, run_name, init)
+                    macs = step_macs(opt)
                 jobs.append(dict(
                     name=job_name(run_name, seed, budget), run=run_name, seed=seed, budget=budget, iterations=iters,
                     step_macs=macs, own_macs=macs * iters, opt=opt, report=run.get('report', True),
                     label=run.get('label', run_name),
                     init_from=sources['init_from'] and job_name(sources['init_from'], seed, budget),
-                    init_depth=(run['init_from'].get('depth') if isinstance(run.get('init_from'), dict) else None),
+                    init_depth=init.get('depth'), init_prune=init.get('prune'), init_round_to=init.get('round_to', 4),
+                    init_mode=init.get('mode', 'uniform'),
                     teacher_from=sources['teacher_from'] and job_name(sources['teacher_from'], seed, budget)))
     by_name = {j['name']: j for j in jobs}
     for job in jobs:
-        job['deps'] = [d for d in (job['init_from'], job['teacher_from']) if d]
+        job['deps'] = list(dict.fromkeys(d for d in (job['init_from'], job['teacher_from']) if d))  # once each
         if job['teacher_from']:  # one teacher forward per step
             teacher = by_name[job['teacher_from']]
             job['step_macs'] += teacher['step_macs'] // 3
@@ -166,6 +172,31 @@ def expand(plan):
             job['same_as'] = twin['name']
             job['deps'] = [twin['name']]
     return jobs
+
+
+def _pruned_network(plan, run_name, init):
+    """``network_g`` of a run that starts from the source run's exit ``init['depth']`` pruned at ``init['prune']``
+    (:func:`~srdistill.pruning.channel_pruning.pruned_options`)."""
+    from srdistill.archs.multi_exit import build_network
+    from srdistill.pruning.channel_pruning import MODES, pruned_options
+    where = f'{plan["path"]}: runs.{run_name}.init_from'
+    ratio, depth = init['prune'], init.get('depth')
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise UserError(f'{where}.prune must be a pruning ratio in [0, 1), got {ratio!r}.')
+    source = run_options(plan, init['run'])['network_g']
+    with torch.device('meta'):
+        net = build_network(source)
+    if depth not in getattr(net, 'depths', ()):
+        raise UserError(f'{where}.depth must be an output of run {init["run"]!r} ({list(net.depths)}), got {depth!r}.')
+    exit_opt = net.exit_network_opt(depth)
+    if exit_opt['type'] not in ('MSRResNet', 'PrunedMSRResNet'):
+        raise UserError(f'{where}: exit {depth} of run {init["run"]!r} is a {exit_opt["type"]}; pruning takes an '
+                        'SRResNet exit with the full head (network_g.exit_head: full).')
+    mode = init.get('mode', 'uniform')
+    if mode not in MODES:
+        raise UserError(f'{where}.mode must be one of {list(MODES)}, got {mode!r}.')
+    # a global pruning has the multiply-adds of the uniform one; its widths are known once the source is trained
+    return pruned_options(exit_opt, ratio, init.get('round_to', 4))
 
 
 def _same_training(job, twin, by_name):

@@ -24,7 +24,7 @@ from os import path as osp
 
 import torch
 
-from srdistill.ablation.inherit import write_cut
+from srdistill.ablation.inherit import write_cut, write_pruned
 from srdistill.ablation.plan import training_options, write_options
 from srdistill.archs.checkpoints import load_checkpoint
 from srdistill.evaluation.exits import dataset_pairs, default_device, evaluate
@@ -137,9 +137,17 @@ class AblationRunner:
                     self.train(source)
             paths[dep] = {'latest': self.latest_checkpoint(source), 'network_g': source['opt']['network_g']}
         if job['init_from']:
-            cut = osp.join(self.out, 'options', f'{job["name"]}_init_e{job["init_depth"]}.pth')
-            os.makedirs(osp.dirname(cut), exist_ok=True)
-            paths[job['init_from']]['inherit'] = write_cut(paths[job['init_from']]['latest'], job['init_depth'], cut)
+            source, depth, ratio = paths[job['init_from']]['latest'], job['init_depth'], job.get('init_prune')
+            pruned = f'_p{round(100 * ratio)}' if ratio is not None else ''
+            init = osp.join(self.out, 'options', f'{job["name"]}_init_e{depth}{pruned}.pth')
+            os.makedirs(osp.dirname(init), exist_ok=True)
+            if ratio is None:
+                paths[job['init_from']]['inherit'] = write_cut(source, depth, init)
+            else:
+                paths[job['init_from']]['inherit'], network = write_pruned(source, depth, ratio, job['init_round_to'],
+                                                                           init, job['init_mode'])
+                # a global pruning's widths depend on the trained weights: the plan only knew its multiply-adds
+                job['opt']['network_g'] = network
         return paths
 
     def train(self, job):

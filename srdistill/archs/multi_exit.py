@@ -72,9 +72,11 @@ def _identity_conv1x1(num_feat):
 
 
 def multi_exit_archs():
-    """The registered multi-exit architectures (classes of ``ARCH_REGISTRY`` that subclass :class:`MultiExitNet`)."""
+    """The registered multi-exit architectures: classes of ``ARCH_REGISTRY`` that subclass :class:`MultiExitNet` and
+    can carry exits (a pruned network has the interface but one output: ``HAS_EXITS = False``)."""
     import srdistill.archs  # noqa: F401 (registers every *_arch.py)
-    return {name: cls for name, cls in ARCH_REGISTRY if isinstance(cls, type) and issubclass(cls, MultiExitNet)}
+    return {name: cls for name, cls in ARCH_REGISTRY
+            if isinstance(cls, type) and issubclass(cls, MultiExitNet) and cls.HAS_EXITS}
 
 
 def standalone_archs():
@@ -92,9 +94,21 @@ def network_opt_from_state_dict(state):
     """
     for cls in standalone_archs().values():
         opt = cls.opt_from_state_dict(state)
-        if opt is not None:
+        if opt is not None and _shapes_match(opt, state):
             return opt
     return None
+
+
+def _shapes_match(opt, state):
+    """Whether the tensors the network of ``opt`` shares with ``state`` have the same shapes: names alone do not tell
+    an architecture from its pruned variant (same layer names, other widths). Missing or extra names are left to the
+    checks after it (hint adapters) and to the strict load, which name them."""
+    try:
+        with torch.device('meta'):
+            expected = build_network(opt).state_dict()
+    except ValueError:  # options read from another architecture's shapes (e.g. a scale that is not one)
+        return False
+    return all(tuple(expected[k].shape) == tuple(state[k].shape) for k in expected.keys() & state.keys())
 
 
 def trunk_options(state):
@@ -144,6 +158,7 @@ class MultiExitNet:
     The trunk is ``self.conv_first`` (plus whatever :meth:`embed` runs) and ``self.body`` (the residual blocks).
     """
 
+    HAS_EXITS = True  # False: the interface without exits (one output, e.g. a pruned network)
     FINAL_TAIL = ()
     LIGHT_TAIL = 'tail'  # the light head's module name in the standalone exit (architectures tell theirs apart by it)
 

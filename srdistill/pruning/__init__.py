@@ -1,0 +1,1 @@
+"""Structured pruning of exported exits (docs/pruning.md)."""
