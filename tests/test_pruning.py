@@ -18,6 +18,7 @@ from srdistill.archs.cost import exit_macs
 from srdistill.archs.multi_exit import build_network, multi_exit_archs, network_opt_from_state_dict
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.archs.pruned_srresnet_arch import PrunedMSRResNet
+from srdistill.export.exporter import export
 from srdistill.pruning.channel_pruning import (
     channel_groups,
     kept_count,
@@ -25,6 +26,7 @@ from srdistill.pruning.channel_pruning import (
     prune_state_dict,
     pruned_options,
 )
+from srdistill.pruning.prune_cli import main as prune_main
 from srdistill.utils.errors import UserError
 
 
@@ -201,3 +203,59 @@ def test_pruned_runs_train_from_the_pruned_exit_with_the_deep_teacher(tmp_path):
                                                 'net_g_latest.pth'))
     assert tuned_opt == g50_opt and tuned_opt['type'] == 'PrunedMSRResNet' and tuned.depths == (2, )
     assert macs_per_lr_pixel(tuned_opt) <= macs_per_lr_pixel(opt['network_g'])
+
+    # the report: every network, INT8 evaluated image by image, latency per runtime, tables and figures
+    report_dir = str(tmp_path / 'report')
+    assert prune_main(['report', '-opt', _prune_plan_path(tmp_path), '--out', out, '--report-dir', report_dir,
+                       '--runtimes', 'eager', 'onnxruntime', 'onnxruntime-int8', '--repeats', '2',
+                       '--lr-size', '12', '16']) == 0
+    report = json.load(open(osp.join(report_dir, 'report.json')))
+    rows = {r['label']: r for r in report['rows']}
+    assert len(rows) == 5  # the source's exit 2 and final output, p0, p50, g50
+    p0 = next(r for r in report['rows'] if r['run'] == 'p0')
+    assert p0['diff_vs_reference']['Test']['mean'] == 0
+    for r in report['rows']:
+        assert abs(r['int8']['psnr']['Test'] - r['psnr']['Test']) < 1.0  # INT8 of a working network still works
+        assert set(r['int8']['per_image']['Test']) == {'img00', 'img01'}
+        assert r['latency']['onnxruntime']['n'] == 2 and r['latency']['eager']['median_ms'] > 0
+    assert next(r for r in report['rows'] if r['run'] == 'p50')['macs'] < p0['macs']
+    md = open(osp.join(report_dir, 'report.md')).read()
+    assert '### Paired per-image difference against `p0`' in md and '### Latency per runtime (ms)' in md
+    assert osp.getsize(osp.join(report_dir, 'tradeoff_Test.png')) > 10000
+
+
+def _prune_plan_path(tmp_path):
+    return str(tmp_path / 'plan.yml')
+
+
+def test_prune_cli_writes_a_network_every_tool_reads(tmp_path, capsys):
+    torch.manual_seed(0)
+    multi = MultiExitSRResNet(num_feat=8, num_block=3, exits=[2])
+    ckpt = str(tmp_path / 'multi.pth')
+    torch.save({'params': multi.state_dict()}, ckpt)
+    out = str(tmp_path / 'e2_g50.pth')
+    with pytest.raises(SystemExit):
+        prune_main(['prune', '--ckpt', ckpt, '--ratio', '0.5'])  # --out is required
+    assert prune_main(['prune', '--ckpt', ckpt, '--ratio', '0.5', '--out', out]) == 2
+    assert 'has outputs [2, 3]: choose the one to prune with --exit' in capsys.readouterr().err
+    assert prune_main(['prune', '--ckpt', ckpt, '--exit', '2', '--ratio', '1.2', '--out', out]) == 2
+    assert '--ratio must lie in [0, 1), got 1.2' in capsys.readouterr().err
+    assert prune_main(['prune', '--ckpt', ckpt, '--exit', '2', '--ratio', '0.5', '--mode', 'global',
+                       '--round-to', '2', '--out', out]) == 0
+    assert 'GMACs' in capsys.readouterr().out
+    stamp = os.path.getmtime(out)
+    assert prune_main(['prune', '--ckpt', ckpt, '--exit', '2', '--ratio', '0.5', '--out', out]) == 2
+    assert 'exists; pass --overwrite' in capsys.readouterr().err and os.path.getmtime(out) == stamp
+    net, opt = load_checkpoint(out)
+    assert opt['type'] in ('PrunedMSRResNet', 'MultiExitSRResNet') and net.depths == (2, )
+    assert sum(p.numel() for p in net.parameters()) < multi.exit_parameters(2)
+    # every format is written and verified against the pruned network (the exporter's tolerances)
+    sidecars = export(out, ('pth', 'safetensors', 'onnx', 'torchscript', 'openvino', 'ncnn'), str(tmp_path / 'ex'),
+                      int8=True)
+    assert {s['format'] for s in sidecars} == {'pth', 'safetensors', 'onnx', 'torchscript', 'openvino', 'ncnn',
+                                               'onnx-int8'}
+    assert all(s['max_abs_diff'] <= s['tolerance'] for s in sidecars if 'tolerance' in s)
+    exported, _ = load_checkpoint(str(tmp_path / 'ex' / 'e2_g50_e2_x4.pth'))
+    x = torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        assert torch.equal(exported(x), net(x))

@@ -36,8 +36,6 @@ from srdistill.utils.errors import UserError
 RUNTIMES = ('eager', 'channels_last', 'onnxruntime', 'onnxruntime-int8', 'openvino', 'ncnn')
 # the optional packages a runtime needs (srdistill/inference/optional.py names their pip packages)
 OPTIONAL = {'openvino': ('openvino', ), 'ncnn': ('ncnn', 'pnnx')}
-# default INT8 calibration: the LR of the bundled photos the exporter calibrates on (export/exporter.py)
-CALIB_PHOTOS = ('astronaut', 'rocket', 'immunohistochemistry')
 
 
 def network_key(net, opt=None):
@@ -121,7 +119,7 @@ def _onnxruntime(job):
 
 
 def _onnxruntime_int8(job):
-    from srdistill.export.quantize import bundled_pairs, quantize_int8
+    from srdistill.export.quantize import CALIB_PHOTOS, bundled_pairs, quantize_int8
     from srdistill.inference.runners import OnnxRunner
     calib = job.calib or [lq for _, lq in bundled_pairs(job.scale or 4, CALIB_PHOTOS)]
     runner = OnnxRunner(quantize_int8(job.onnx, osp.join(job.folder, 'int8.onnx'), calib))
@@ -168,7 +166,7 @@ def runtime_latencies(networks, lr_size, runtimes=RUNTIMES, warmup=2, repeats=5,
         warmup (int): Untimed runs of each pair before the first round. Default: 2.
         repeats (int): Timed rounds (one run of each pair each). Default: 5.
         calib (list[np.ndarray] | None): uint8 LR images for the INT8 calibration. Default: the exporter's bundled
-            photos (:data:`CALIB_PHOTOS`).
+            photos (:data:`srdistill.export.quantize.CALIB_PHOTOS`).
         tmp_dir (str | None): Folder for the converted files (kept there). Default: a temporary folder, removed.
         device (str | torch.device): Where the PyTorch runtimes run; every other runtime runs on the CPU. Default:
             ``'cpu'``.

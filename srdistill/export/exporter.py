@@ -237,8 +237,8 @@ def _write_sidecar(path, sidecar):
 
 
 def _export_int8(fp32_path, int8_path, metadata, scale, calib_images, test_pairs):
-    from srdistill.export.quantize import bundled_pairs, compare_int8, quantize_int8
-    calib = calib_images or [lq for _, lq in bundled_pairs(scale, ('astronaut', 'rocket', 'immunohistochemistry'))]
+    from srdistill.export.quantize import CALIB_PHOTOS, bundled_pairs, compare_int8, quantize_int8
+    calib = calib_images or [lq for _, lq in bundled_pairs(scale, CALIB_PHOTOS)]
     pairs = test_pairs or bundled_pairs(scale)
     report = {}
 

@@ -12,13 +12,18 @@ import numpy as np
 from srdistill.metrics.psnr_ssim_y_metric import calculate_psnr_y
 from srdistill.utils.errors import UserError
 
+# the bundled photos (scikit-image) whose LR images calibrate an INT8 export by default
+CALIB_PHOTOS = ('astronaut', 'rocket', 'immunohistochemistry')
 
-def _to_batch(lq):
+
+def to_batch(lq):
+    """A uint8 LR image (BGR or gray) as the exports' input: (1, 3, h, w) float32 RGB in [0, 1]."""
     rgb = np.repeat(lq[..., None], 3, axis=2) if lq.ndim == 2 else lq[..., ::-1]
     return np.ascontiguousarray((rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None])
 
 
-def _to_image(batch, gray):
+def to_image(batch, gray):
+    """An export's output batch as a uint8 image (BGR, or gray as the mean of the channels when the input was)."""
     sr = np.floor(np.clip(batch[0].transpose(1, 2, 0), 0, 1) * 255 + 0.5)
     return np.floor(sr.mean(axis=2) + 0.5).astype(np.uint8) if gray else sr[..., ::-1].astype(np.uint8)
 
@@ -50,7 +55,7 @@ def quantize_int8(fp32_path, int8_path, calib_images, crop=48):
             batches = []
             for img in calib_images:
                 y, x = max(0, (img.shape[0] - crop) // 2), max(0, (img.shape[1] - crop) // 2)
-                batches.append({'lr': _to_batch(img[y:y + crop, x:x + crop])})
+                batches.append({'lr': to_batch(img[y:y + crop, x:x + crop])})
             self.items = iter(batches)
 
         def get_next(self):
@@ -94,7 +99,7 @@ def compare_int8(fp32_path, int8_path, pairs, scale, latency_size=(180, 320)):
     psnr = {k: [] for k in sessions}
     for gt, lq in pairs:
         for key, session in sessions.items():
-            sr = _to_image(session.run(None, {'lr': _to_batch(lq)})[0], lq.ndim == 2)
+            sr = to_image(session.run(None, {'lr': to_batch(lq)})[0], lq.ndim == 2)
             psnr[key].append(calculate_psnr_y(sr, gt[:sr.shape[0], :sr.shape[1]], crop_border=scale))
     probe = np.random.default_rng(0).random((1, 3, *latency_size), dtype=np.float32)
     report = {key: dict(size_mb=osp.getsize(path) / 2**20, latency_ms=_latency(sessions[key], probe),
