@@ -11,11 +11,11 @@ import torch
 import torch_pruning as tp
 
 import srdistill  # noqa: F401  (BasicSR's compatibility fixes, before basicsr is imported)
-from basicsr.archs.srresnet_arch import MSRResNet
 from srdistill.archs.cost import forward_macs
 
 
 def attempt(ignore_tail):
+    from basicsr.archs.srresnet_arch import MSRResNet  # after srdistill's fixes
     torch.manual_seed(0)
     net = MSRResNet(num_feat=32, num_block=8, upscale=4).eval()
     x = torch.rand(1, 3, 24, 24)
