@@ -222,6 +222,11 @@ def test_pruned_runs_train_from_the_pruned_exit_with_the_deep_teacher(tmp_path):
     md = open(osp.join(report_dir, 'report.md')).read()
     assert '### Paired per-image difference against `p0`' in md and '### Latency per runtime (ms)' in md
     assert osp.getsize(osp.join(report_dir, 'tradeoff_Test.png')) > 10000
+    # redrawn from report.json alone, without measuring again
+    os.remove(osp.join(report_dir, 'report.md'))
+    assert prune_main(['report', '-opt', _prune_plan_path(tmp_path), '--out', out, '--report-dir', report_dir,
+                       '--render-only']) == 0
+    assert open(osp.join(report_dir, 'report.md')).read() == md
 
 
 def _prune_plan_path(tmp_path):

@@ -48,6 +48,8 @@ def build_parser():
     rep.add_argument('--plot-sets', nargs='+', default=None, help="sets drawn (default: every evaluated set)")
     rep.add_argument('--lr-size', nargs=2, type=int, default=[180, 320], metavar=('H', 'W'))
     rep.add_argument('--repeats', type=int, default=5, help='interleaved timing rounds (default: 5)')
+    rep.add_argument('--render-only', action='store_true',
+                     help="redraw report.md and the figures from --report-dir's report.json (no measurement)")
     rep.add_argument('--runtimes', nargs='+', default=list(LATENCY_RUNTIMES), choices=RUNTIMES,
                      help='runtimes timed (default: %(default)s); onnxruntime-int8 also gives the INT8 PSNR')
     return p
@@ -92,6 +94,16 @@ def prune_file(args):
 def report(args):
     from srdistill.pruning.render import write_report
     from srdistill.pruning.report import build_report
+    if args.render_only:
+        path = osp.join(args.report_dir, 'report.json')
+        if not osp.isfile(path):
+            raise UserError(f'--render-only: {path} does not exist; run the report without --render-only first.')
+        import json
+        with open(path) as f:
+            result = json.load(f)
+        for path in write_report(result, args.report_dir, args.plot_sets or result['datasets']):
+            print('written:', path)
+        return 0
     if 'onnxruntime-int8' not in args.runtimes:
         print('srdistill: note: without onnxruntime-int8 in --runtimes the report has no INT8 rows.')
     result = build_report(args.opt, args.out, args.reference, tuple(args.lr_size), tuple(args.runtimes),

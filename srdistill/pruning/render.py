@@ -77,7 +77,7 @@ def plot(report, dataset, path, runtime='onnxruntime', int8_runtime='onnxruntime
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = ('tab:gray', 'tab:blue', 'tab:orange', 'tab:green', 'tab:red')
     for (key, rows), colour in zip(_series(report['rows']).items(), colours):
         macs = [r['macs'] / 1e9 for r in rows]
@@ -85,7 +85,8 @@ def plot(report, dataset, path, runtime='onnxruntime', int8_runtime='onnxruntime
         int8 = [r['int8']['psnr'][dataset] if r.get('int8') else None for r in rows]
         style = dict(color=colour, marker='o', linestyle='-' if key.startswith('pruned') else 'none')
         axes[0].plot(macs, psnr, label=key + ', fp32', **style)
-        axes[0].plot(macs, int8, label=key + ', INT8', markerfacecolor='none', **dict(style, linestyle=':'))
+        int8_line = ':' if key.startswith('pruned') else 'none'
+        axes[0].plot(macs, int8, label=key + ', INT8', markerfacecolor='none', **dict(style, linestyle=int8_line))
         for ax_rows, rt, values, hollow in ((rows, runtime, psnr, False), (rows, int8_runtime, int8, True)):
             lat = [r['latency'].get(rt) or {} for r in ax_rows]
             pts = [(e['median_ms'], e['median_ms'] - e['q1_ms'], e['q3_ms'] - e['median_ms'], v)
@@ -93,13 +94,13 @@ def plot(report, dataset, path, runtime='onnxruntime', int8_runtime='onnxruntime
             if pts:
                 x, lo, hi, y = zip(*pts)
                 axes[1].errorbar(x, y, xerr=[lo, hi], color=colour, marker='o', capsize=3,
-                                 linestyle=style['linestyle'] if not hollow else ':',
+                                 linestyle=int8_line if hollow else style['linestyle'],
                                  markerfacecolor='none' if hollow else colour)
         for r, x, y in zip(rows, macs, psnr):
             axes[0].annotate(r['run'] if r['prune'] is not None else r['output'], (x, y), fontsize=7,
                              textcoords='offset points', xytext=(3, 3))
     axes[0].set_xlabel(f'GMACs ({report["macs_output_size"][1]}x{report["macs_output_size"][0]} output)')
-    axes[1].set_xlabel(f'latency (ms), {runtime} (fp32, solid) / {int8_runtime} (INT8, hollow)')
+    axes[1].set_xlabel(f'latency (ms): fp32 in {runtime} (solid), INT8 in {int8_runtime} (hollow)')
     for ax in axes:
         ax.set_ylabel(f'PSNR on {dataset} (dB, Y)')
         ax.grid(alpha=0.3)
