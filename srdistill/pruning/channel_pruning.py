@@ -120,19 +120,22 @@ def global_widths(opt, scores, target_macs, round_to=4):
     widths = {g['name']: g['width'] for g in channel_groups(opt)}
     order = {name: torch.sort(score).values for name, score in scores.items()}  # removal order: lowest first
     removed = dict.fromkeys(widths, 0)
-    while macs_per_lr_pixel(_with_widths(opt, widths)) > target_macs:
-        now, best = macs_per_lr_pixel(_with_widths(opt, widths)), None
+    now = macs_per_lr_pixel(_with_widths(opt, widths))
+    while now > target_macs:
+        best = None
         for name, width in widths.items():
             if width - round_to < min(round_to, width):
                 continue
             saved = now - macs_per_lr_pixel(_with_widths(opt, dict(widths, **{name: width - round_to})))
             lost = float(order[name][removed[name]:removed[name] + round_to].sum())
             if saved > 0 and (best is None or lost / saved < best[0]):
-                best = (lost / saved, name)
+                best = (lost / saved, name, saved)
         if best is None:
             break  # every group at its floor
-        widths[best[1]] -= round_to
-        removed[best[1]] += round_to
+        _, name, saved = best
+        widths[name] -= round_to
+        removed[name] += round_to
+        now -= saved
     return widths
 
 

@@ -66,15 +66,16 @@ def collect(plan_path, out_dir):
             plan['evaluate']['select_on']])
         for output in outputs:
             depth = int(output[1:])
+            net = multi.exit_network(depth)
             per_image = {s: {name: scores[output]['psnr'] for name, scores in images.items()}
                          for s, images in result['best_per_image'].items()}
             entries.append(dict(
                 label=job['label'] if len(outputs) == 1 else f'{job["label"]}: {output}', run=job['run'],
-                output=output, net=multi.exit_network(depth), network=multi.exit_network_opt(depth), ckpt=ckpt,
+                output=output, net=net, network=multi.exit_network_opt(depth), ckpt=ckpt,
                 psnr={s: v[output]['psnr'] for s, v in result['best_all_outputs'].items()},
                 ssim={s: v[output]['ssim'] for s, v in result['best_all_outputs'].items()},
                 per_image=per_image, prune=init.get('prune'), mode=init.get('mode', 'uniform') if init else None,
-                params=sum(p.numel() for p in multi.exit_network(depth).parameters()),
+                params=multi.exit_parameters(depth),
                 macs=exit_macs(multi, depth)))
     return entries, plan
 
