@@ -126,9 +126,13 @@ def test_ablation_trains_evaluates_summarises_and_resumes(tmp_path, capsys):
     # outputs: one table per budget, csv, json, plot
     table = open(osp.join(out, 'table.md')).read()
     assert '### Equal iterations' in table and '### Equal training compute' in table and 'inherit_source' not in table
-    assert 'Δ Test last vs scratch' in table and printed.count('\n| sd |') == 2  # a row per budget
+    assert 'Δ Test last vs scratch' in table and printed.count('\n| sd | 1 | 4 |') == 2  # a row per budget
     assert '### Paired per-image differences against `scratch`' in table and '\n| iterations | sd | 1 |' in table
     assert osp.getsize(osp.join(out, 'ablation.png')) > 10000 and osp.isfile(osp.join(out, 'table.csv'))
+    assert '### Learning curves: paired gap to `scratch`' in table and osp.getsize(osp.join(out, 'curves.png')) > 10000
+    gap = json.load(open(osp.join(out, 'curves.json')))['runs']['sd']['gap']
+    assert gap['mean'][-1] == pytest.approx(results['sd__s0__iterations']['curve'][-1][1]
+                                            - results['scratch__s0__iterations']['curve'][-1][1])
 
     # rerun: everything is done, nothing trains again
     stamp = os.path.getmtime(osp.join(out, 'results', 'sd__s0__iterations.json'))

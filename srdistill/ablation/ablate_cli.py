@@ -66,7 +66,7 @@ def main(argv=None):
     rows = write_summary(plan, out)
     if rows:
         print(open(osp.join(out, 'table.md')).read())
-        print(f'written: {out}/table.md, table.csv, summary.json, ablation.png')
+        print(f'written: {out}/table.md, table.csv, summary.json, ablation.png, curves.png')
     if failed:
         print(f'{len(failed)} jobs failed or were skipped: {", ".join(failed)}. Rerun to retry them.', file=sys.stderr)
         return 1

@@ -1,4 +1,7 @@
-"""Collect an ablation's results: mean and spread over seeds per run and budget; table (markdown/CSV/JSON) and plots."""
+"""Collect an ablation's results: mean and spread over seeds per run and budget; table (markdown/CSV/JSON) and plot.
+
+The learning curves are :mod:`srdistill.ablation.curves`'s.
+"""
 import csv
 import glob
 import json
@@ -12,6 +15,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from srdistill.ablation.curves import write_curves  # noqa: E402
 from srdistill.ablation.stats import difference_table  # noqa: E402
 
 
@@ -119,14 +123,15 @@ def _robust_limits(values, spread=0.6):
 
 
 def plot(rows, results, datasets, student, path):
-    """One panel per set: the student's PSNR per run (mean and seed spread, per budget); one with validation curves.
+    """One panel per set: the student's PSNR per run (mean and seed spread, per budget).
 
     Runs far below the others (a diverged one) are drawn at the panel's edge with their value written beside them.
     """
     budgets = list(dict.fromkeys(r['budget'] for r in rows))
     labels = list(dict.fromkeys(r['label'] for r in rows))
-    fig, axes = plt.subplots(1, len(datasets) + 1, figsize=(4.2 * len(datasets) + 5.5, 0.32 * len(labels) + 1.8),
-                             gridspec_kw={'width_ratios': [1] * len(datasets) + [1.4]})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets) + 1.5, 0.32 * len(labels) + 1.8),
+                             squeeze=False)
+    axes = axes[0]
     for k, (ax, name) in enumerate(zip(axes, datasets)):
         lo, hi = _robust_limits([r[f'last/{name}/psnr']['mean'] for r in rows])
         for i, budget in enumerate(budgets):
@@ -150,23 +155,6 @@ def plot(rows, results, datasets, student, path):
         ax.set_xlabel(f'{name} PSNR (dB, Y), exit {student}, last')
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc='lower left')
-    ax = axes[-1]
-    curves = OrderedDict()
-    for r in results:
-        if r['budget'] == budgets[0] and r.get('report', True):
-            curves.setdefault(r['label'], []).append(r['curve'])
-    finals = []
-    for k, (label, runs) in enumerate(curves.items()):
-        its = [c[0] for c in runs[0]]
-        means = [statistics.fmean(run[i][1] for run in runs if i < len(run)) for i in range(len(its))]
-        finals.append(means[-1])
-        ax.plot(its, means, marker='.', label=label, color=f'C{k % 10}', linestyle='-' if k < 10 else '--')
-    lo, hi = _robust_limits(finals, spread=1.0)
-    ax.set_ylim(lo - 0.3, hi)
-    ax.set_xlabel(f'iteration (equal {budgets[0]})')
-    ax.set_ylabel(f'exit {student} validation PSNR (dB), mean over seeds', fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, loc='lower right')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -198,6 +186,13 @@ def write_summary(plan, out_dir, results=None):
                  '(srdistill/ablation/stats.py).', ''] + lines + ['']
         with open(osp.join(out_dir, 'differences.json'), 'w') as f:
             json.dump(records, f, indent=1)
+    gaps = write_curves(results, out_dir, plan['student'], ev['select_on'], reference)
+    if gaps:
+        text += [f"### Learning curves: paired gap to `{reference}` on {ev['select_on']} at each checkpoint (dB)", '',
+                 f"Equal iterations; exit {plan['student']}'s validation PSNR minus the same seed's `{reference}`, "
+                 'mean over seeds [95% t interval over seeds]; the curves against iterations and training '
+                 'multiply-adds are in `curves.png`, their values in `curves.json` (srdistill/ablation/curves.py).', '',
+                 gaps, '']
     with open(osp.join(out_dir, 'table.md'), 'w') as f:
         f.write('\n'.join(text))
     write_csv(rows, osp.join(out_dir, 'table.csv'))

@@ -1,0 +1,60 @@
+"""Learning curves of an ablation (srdistill/ablation/curves.py): seed means, compute axis, paired gaps."""
+import json
+import os.path as osp
+
+import pytest
+
+from srdistill.ablation.curves import gap_table, learning_curves, write_curves
+
+
+def _result(run, seed, curve, step_macs=10**12, source_macs=0, budget='iterations'):
+    its = curve[-1][0]
+    return {'run': run, 'label': run.upper(), 'seed': seed, 'budget': budget, 'report': True, 'curve': curve,
+            'step_macs': step_macs, 'own_macs': its * step_macs, 'total_macs': source_macs + its * step_macs}
+
+
+RESULTS = [
+    _result('scratch', 0, [[100, 20.0], [200, 21.0]]),
+    _result('scratch', 1, [[100, 20.2], [200, 21.4]]),
+    _result('sd', 0, [[100, 20.5], [200, 21.1]], step_macs=3 * 10**12),
+    _result('sd', 1, [[100, 20.3], [200, 21.3]], step_macs=3 * 10**12),
+    _result('inherit', 0, [[100, 19.0], [200, 20.0]], source_macs=5 * 10**14),  # one seed only
+    _result('sd', 0, [[50, 1.0]], budget='compute'),  # another budget: left out
+]
+
+
+def test_seed_means_compute_axis_and_paired_gaps():
+    curves = learning_curves(RESULTS)
+    assert list(curves) == ['scratch', 'sd', 'inherit']
+    sd = curves['sd']
+    assert sd['iterations'] == [100, 200] and sd['seeds'] == [0, 1]
+    assert sd['mean'] == pytest.approx([20.4, 21.2]) and sd['min'] == [20.3, 21.1] and sd['max'] == [20.5, 21.3]
+    assert sd['pmacs'] == pytest.approx([0.3, 0.6])  # 3e12 multiply-adds per iteration
+    assert curves['inherit']['pmacs'] == pytest.approx([0.6, 0.7])  # the source's 0.5 PMAC first
+    assert curves['scratch']['gap'] is None
+    gap = sd['gap']
+    # seed 0: +0.5, +0.1; seed 1: +0.1, -0.1
+    assert gap['per_seed'][0] == pytest.approx([0.5, 0.1]) and gap['per_seed'][1] == pytest.approx([0.1, -0.1])
+    assert gap['mean'] == pytest.approx([0.3, 0.0])
+    # t interval over 2 seeds: mean ± t(0.975, 1) * sd / sqrt(2) = 0.3 ± 12.706 * 0.2
+    assert gap['ci'][0] == pytest.approx((0.3 - 12.7062 * 0.2, 0.3 + 12.7062 * 0.2), abs=1e-3)
+    one = curves['inherit']['gap']
+    assert one['seeds'] == [0] and one['ci'] == [None, None] and one['mean'] == pytest.approx([-1.0, -1.0])
+
+
+def test_gap_table_and_files(tmp_path):
+    curves = learning_curves(RESULTS)
+    table = gap_table(curves)
+    assert table.splitlines()[0] == '| run | seeds | 100 | 200 |'
+    assert '| SD | 2 | +0.300 [-2.241, +2.841] | +0.000 [-1.271, +1.271] |' in table
+    assert '| INHERIT | 1 | -1.000 | -1.000 |' in table
+    assert write_curves(RESULTS, str(tmp_path), 8, 'val') == table
+    saved = json.load(open(tmp_path / 'curves.json'))
+    assert saved['reference'] == 'scratch' and saved['runs']['sd']['gap']['mean'] == pytest.approx([0.3, 0.0])
+    assert osp.getsize(tmp_path / 'curves.png') > 10000
+
+
+def test_no_reference_no_gaps(tmp_path):
+    curves = learning_curves([r for r in RESULTS if r['run'] != 'scratch'])
+    assert all(c['gap'] is None for c in curves.values()) and gap_table(curves) == ''
+    assert write_curves([], str(tmp_path), 8, 'val') == '' and not osp.exists(tmp_path / 'curves.png')
