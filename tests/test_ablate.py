@@ -161,3 +161,37 @@ def test_bad_plans_are_named(tmp_path):
         load_plan(str(tmp_path / 'missing.yml'))
     with pytest.raises(UserError, match=r"--only: \['nope'\]"):
         main(['-opt', plan_path, '--only', 'nope', '--dry-run'])
+
+
+def test_a_plan_extends_another(tmp_path):
+    parent = _plan(tmp_path)
+    child = tmp_path / 'child.yml'
+    yaml.safe_dump({'extends': parent, 'name': 'wide', 'iterations': 8,
+                    'runs': {'sd': {'network_g': {'num_feat': 8}}}}, open(child, 'w'))
+    plan, base = load_plan(str(child)), load_plan(parent)
+    assert plan['name'] == 'wide' and plan['iterations'] == 8 and plan['seeds'] == base['seeds']
+    assert plan['runs']['sd'] == {'network_g': {'num_feat': 8}} and plan['runs']['scratch'] == base['runs']['scratch']
+    assert plan['evaluate'] == base['evaluate'] and 'extends' not in plan
+    jobs = {j['name']: j for j in expand(plan)}
+    assert jobs['sd__s0__iterations']['opt']['network_g']['num_feat'] == 8
+    assert jobs['sd__s0__iterations']['iterations'] == 8
+
+    yaml.safe_dump({'extends': str(tmp_path / 'gone.yml'), 'name': 'x'}, open(child, 'w'))
+    with pytest.raises(UserError, match=r'gone.yml: ablation plan not found \(option `extends` of .*child.yml\)'):
+        load_plan(str(child))
+    loop = tmp_path / 'loop.yml'
+    yaml.safe_dump({'extends': str(child)}, open(loop, 'w'))
+    yaml.safe_dump({'extends': str(loop)}, open(child, 'w'))
+    with pytest.raises(UserError, match='a cycle'):
+        load_plan(str(child))
+
+
+def test_the_gpu_budget_is_the_cpu_plan_wider_and_longer(monkeypatch):
+    monkeypatch.chdir(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    for cpu, gpu in (('protocol_v2_cpu', 'protocol_v2_gpu'), ('protocol_v2_cpu_family', 'protocol_v2_gpu_family')):
+        c, g = load_plan(f'options/{cpu}.yml'), load_plan(f'options/{gpu}.yml')
+        assert g['iterations'] == 20000 and g['val_freq'] == 1000 and g['name'] == f'{gpu}_x4'
+        assert g['overrides']['network_g'] == {'num_feat': 64} and c['overrides']['network_g'] == {'num_feat': 32}
+        for key in ('runs', 'seeds', 'budgets', 'evaluate', 'student', 'base'):
+            assert g[key] == c[key], key
+        assert g['overrides']['datasets'] == c['overrides']['datasets']

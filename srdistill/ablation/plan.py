@@ -1,7 +1,9 @@
 """An ablation plan: runs x seeds x budgets expanded into training jobs, each a complete BasicSR options dict.
 
 The plan file (``options/ablation_*.yml``) names a base training options file, a budget of ``iterations``, the seeds,
-the exit under study, and the runs as overrides of the base. Two budgets make the comparison fair:
+the exit under study, and the runs as overrides of the base. A plan may ``extends: <plan file>``: it is merged over
+that plan (dicts merge, anything else replaces), so a budget's plan names only what differs (the GPU budget's
+``options/protocol_v2_gpu.yml`` extends the CPU budget's). Two budgets make the comparison fair:
 
 - ``iterations``: every run trains ``iter_scale * iterations`` iterations;
 - ``compute``: every run gets ``iter_scale`` times the multiply-adds that the reference run (``compute_reference``)
@@ -40,16 +42,28 @@ def deep_merge(base, override):
     return out
 
 
+def _read_plan(path, seen=()):
+    """The plan file's dict, merged over the plan it ``extends`` (recursively; a child's keys win, dicts merge)."""
+    if not osp.isfile(path):
+        where = f' (option `extends` of {seen[-1]})' if seen else ''
+        raise UserError(f'{path}: ablation plan not found{where}.')
+    with open(path) as f:
+        plan = yaml.safe_load(f) or {}
+    parent = plan.pop('extends', None)
+    if parent is None:
+        return plan
+    if osp.abspath(parent) in {osp.abspath(p) for p in (*seen, path)}:
+        raise UserError(f'{path}: option `extends`: {parent} extends this plan again (a cycle).')
+    return deep_merge(_read_plan(parent, (*seen, path)), plan)
+
+
 def load_plan(path):
     """Read and check an ablation plan file. Returns the plan dict with defaults filled in.
 
     Raises:
         UserError: A missing file or key, or a run that refers to an unknown run.
     """
-    if not osp.isfile(path):
-        raise UserError(f'{path}: ablation plan not found.')
-    with open(path) as f:
-        plan = yaml.safe_load(f) or {}
+    plan = _read_plan(path)
     for key in ('name', 'base', 'iterations', 'seeds', 'student', 'runs'):
         if key not in plan:
             raise UserError(f'{path}: option `{key}` is missing (see options/ablation_291.yml).')
