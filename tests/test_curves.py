@@ -4,7 +4,7 @@ import os.path as osp
 
 import pytest
 
-from srdistill.ablation.curves import gap_table, learning_curves, write_curves
+from srdistill.ablation.curves import gap_table, learning_curves, reaches, write_curves
 
 
 def _result(run, seed, curve, step_macs=10**12, source_macs=0, budget='iterations'):
@@ -40,14 +40,23 @@ def test_seed_means_compute_axis_and_paired_gaps():
     assert gap['ci'][0] == pytest.approx((0.3 - 12.7062 * 0.2, 0.3 + 12.7062 * 0.2), abs=1e-3)
     one = curves['inherit']['gap']
     assert one['seeds'] == [0] and one['ci'] == [None, None] and one['mean'] == pytest.approx([-1.0, -1.0])
+    # scratch's mean curve (20.1, 21.2) is above inherit's final 20.0 at its first checkpoint
+    assert curves['inherit']['reference_reaches'] == pytest.approx({'iteration': 100, 'pmacs': 0.1, 'share': 0.1 / 0.7})
+
+
+def test_equal_compute_read_off_the_curve():
+    curve = {'iterations': [100, 200], 'pmacs': [0.1, 0.2], 'mean': [20.0, 21.0]}
+    assert reaches(curve, 20.25, pmacs=0.5) == pytest.approx({'iteration': 125, 'pmacs': 0.125, 'share': 0.25})
+    assert reaches(curve, 20.25) == pytest.approx({'iteration': 125, 'pmacs': 0.125})
+    assert reaches(curve, 21.01) is None
 
 
 def test_gap_table_and_files(tmp_path):
     curves = learning_curves(RESULTS)
     table = gap_table(curves)
-    assert table.splitlines()[0] == '| run | seeds | 100 | 200 |'
+    assert table.splitlines()[0] == '| run | seeds | 100 | 200 | scratch reaches its last PSNR at |'
     assert '| SD | 2 | +0.300 [-2.241, +2.841] | +0.000 [-1.271, +1.271] |' in table
-    assert '| INHERIT | 1 | -1.000 | -1.000 |' in table
+    assert '| INHERIT | 1 | -1.000 | -1.000 | iteration 100, 0.100 PMAC (14% of its compute) |' in table
     assert write_curves(RESULTS, str(tmp_path), 8, 'val') == table
     saved = json.load(open(tmp_path / 'curves.json'))
     assert saved['reference'] == 'scratch' and saved['runs']['sd']['gap']['mean'] == pytest.approx([0.3, 0.0])

@@ -8,7 +8,9 @@ validation, on the selection split, never a test set). This module puts the seed
 - the training multiply-adds spent by each checkpoint: the sources' (inherited weights, an external teacher) plus
   ``iteration x step_macs``, so runs of different cost can be read at equal compute;
 - the paired gap to a reference run at each checkpoint, seed by seed (the same seed's curves), with a 95% t interval
-  over seeds (:func:`srdistill.ablation.stats.t_interval`).
+  over seeds (:func:`srdistill.ablation.stats.t_interval`);
+- equal compute read off the curves (:func:`reaches`): the iteration and the multiply-adds at which the reference's
+  mean curve first reaches the run's final PSNR, and that compute as a share of the run's.
 
 :func:`write_curves` writes ``curves.json``, ``curves.png`` and returns the markdown table of the gaps.
 """
@@ -37,7 +39,8 @@ def learning_curves(results, reference='scratch', budget='iterations'):
         OrderedDict: ``{run: {label, seeds, iterations, pmacs, mean, min, max, gap}}``. ``iterations`` are the
         checkpoints every seed of the run has; ``pmacs`` the training multiply-adds (1e15) spent by each; ``gap`` is
         None for the reference (or when it is missing), else ``{seeds, iterations, mean, ci, per_seed}`` over the
-        checkpoints and seeds both runs have (``ci`` entries None with one seed).
+        checkpoints and seeds both runs have (``ci`` entries None with one seed); ``reference_reaches`` then holds
+        :func:`reaches` of the reference for the run's final mean PSNR.
     """
     groups = OrderedDict()
     for r in results:
@@ -55,7 +58,7 @@ def learning_curves(results, reference='scratch', budget='iterations'):
             'label': first['label'], 'seeds': list(by_seed), 'iterations': its,
             'pmacs': [(source + i * first['step_macs']) / 1e15 for i in its],
             'mean': [statistics.fmean(v) for v in values], 'min': [min(v) for v in values],
-            'max': [max(v) for v in values], 'curves': by_seed, 'gap': None}
+            'max': [max(v) for v in values], 'curves': by_seed, 'gap': None, 'reference_reaches': None}
     ref = curves.get(reference)
     for run, c in curves.items():
         if ref is None or run == reference:
@@ -68,7 +71,29 @@ def learning_curves(results, reference='scratch', budget='iterations'):
         columns = [[per_seed[s][k] for s in seeds] for k in range(len(its))]
         c['gap'] = {'seeds': seeds, 'iterations': its, 'mean': [statistics.fmean(v) for v in columns],
                     'ci': [t_interval(v) for v in columns], 'per_seed': per_seed}
+        c['reference_reaches'] = reaches(ref, c['mean'][-1], c['pmacs'][-1])
     return curves
+
+
+def reaches(curve, target, pmacs=None):
+    """Where ``curve``'s seed mean first reaches ``target`` (linear between checkpoints), or None if it never does.
+
+    Returns ``{iteration, pmacs}`` and, given the other run's final ``pmacs``, ``share``: the compute the curve needs
+    for the other run's final PSNR, as a fraction of what the other run spent (below 1: the curve's run is cheaper).
+    """
+    points = list(zip(curve['iterations'], curve['pmacs'], curve['mean']))
+    for k, (it, macs, value) in enumerate(points):
+        if value >= target:
+            if k == 0:
+                found = {'iteration': it, 'pmacs': macs}
+            else:
+                it0, macs0, value0 = points[k - 1]
+                f = (target - value0) / (value - value0)
+                found = {'iteration': it0 + f * (it - it0), 'pmacs': macs0 + f * (macs - macs0)}
+            if pmacs:
+                found['share'] = found['pmacs'] / pmacs
+            return found
+    return None
 
 
 def gap_table(curves, reference='scratch', every=1):
@@ -77,7 +102,8 @@ def gap_table(curves, reference='scratch', every=1):
     if not runs:
         return ''
     its = runs[0][1]['gap']['iterations'][every - 1::every]
-    lines = ['| run | seeds | ' + ' | '.join(str(i) for i in its) + ' |', '|' + '---|' * (len(its) + 2)]
+    lines = ['| run | seeds | ' + ' | '.join(str(i) for i in its) + f' | {reference} reaches its last PSNR at |',
+             '|' + '---|' * (len(its) + 3)]
     for run, c in runs:
         g = c['gap']
         cells = []
@@ -88,6 +114,9 @@ def gap_table(curves, reference='scratch', every=1):
             k = g['iterations'].index(i)
             ci = g['ci'][k]
             cells.append(f"{g['mean'][k]:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ''))
+        r = c.get('reference_reaches')
+        cells.append(f"iteration {r['iteration']:.0f}, {r['pmacs']:.3f} PMAC ({r['share']:.0%} of its compute)" if r
+                     else 'never')
         lines.append(f"| {c['label']} | {len(g['seeds'])} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
