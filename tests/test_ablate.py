@@ -195,3 +195,38 @@ def test_the_gpu_budget_is_the_cpu_plan_wider_and_longer(monkeypatch):
         for key in ('runs', 'seeds', 'budgets', 'evaluate', 'student', 'base'):
             assert g[key] == c[key], key
         assert g['overrides']['datasets'] == c['overrides']['datasets']
+
+
+def test_an_unfinished_job_is_carried_to_a_fresh_checkout(tmp_path, capsys):
+    """--carry packs the latest state and the scores so far; a checkout without experiments/ goes on from them."""
+    plan_path = _plan(tmp_path, budgets=('iterations', ))
+    out = str(tmp_path / 'out')
+    assert main(['-opt', plan_path, '--out', out, '--only', 'sd']) == 0
+    assert not osp.exists(osp.join(out, 'progress', 'sd__s0__iterations.json'))  # a finished job keeps no progress
+    assert not osp.exists(osp.join(out, 'resume', 'sd__s0__iterations'))
+    done = json.load(open(osp.join(out, 'results', 'sd__s0__iterations.json')))
+    # make it an interrupted job: its result, last weights and last state gone; the state of iteration 2 is left
+    exp = osp.join(out, 'experiments', 'sd__s0__iterations')
+    os.remove(osp.join(out, 'results', 'sd__s0__iterations.json'))
+    for name in ('models/net_g_latest.pth', 'models/net_g_4.pth', 'training_states/4.state'):
+        if osp.exists(osp.join(exp, name)):
+            os.remove(osp.join(exp, name))
+    assert main(['-opt', plan_path, '--out', out, '--only', 'sd', '--carry']) == 0
+    printed = capsys.readouterr().out
+    carried = sorted(os.listdir(osp.join(out, 'resume', 'sd__s0__iterations')))
+    assert carried == ['2.state', 'net_g_2.pth'] and 'git add ' in printed
+    progress = json.load(open(osp.join(out, 'progress', 'sd__s0__iterations.json')))
+    assert list(progress['checkpoints']) == ['2'] and progress['selected_on'] == 'Val'
+    score_2 = progress['checkpoints']['2']['means']['e2']['psnr']
+    assert score_2 == pytest.approx(done['curve'][0][1], abs=1e-9)  # the same weights, the same score
+
+    shutil.rmtree(osp.join(out, 'experiments'))  # a fresh checkout: only what git carried is left
+    assert main(['-opt', plan_path, '--out', out, '--only', 'sd']) == 0
+    assert 'resuming from the state carried at iteration 2' in capsys.readouterr().out
+    assert 'Resuming training from epoch' in open(osp.join(out, 'logs', 'sd__s0__iterations.log')).read()
+    result = json.load(open(osp.join(out, 'results', 'sd__s0__iterations.json')))
+    assert [it for it, _ in result['curve']] == [2, 4] and result['curve'][0][1] == score_2
+    assert not osp.exists(osp.join(out, 'progress', 'sd__s0__iterations.json'))
+    assert not osp.exists(osp.join(out, 'resume', 'sd__s0__iterations'))
+    assert main(['-opt', plan_path, '--out', out, '--only', 'sd', '--carry']) == 0
+    assert 'nothing to carry' in capsys.readouterr().out

@@ -25,6 +25,9 @@ def parse_args(argv=None):
     p.add_argument('--stop-after', type=float, default=None, metavar='MIN',
                    help='start no new job after this many minutes (running ones finish); rerun to go on')
     p.add_argument('--dry-run', action='store_true', help='print the jobs (iterations, compute) and stop')
+    p.add_argument('--carry', action='store_true',
+                   help='pack every unfinished job for a later sitting on a fresh checkout (its latest training state '
+                   'and scores so far, in <out>/resume and <out>/progress), name the files to commit, and stop')
     p.add_argument('--summary-only', action='store_true', help='only (re)write the table and plot from the results')
     return p.parse_args(argv)
 
@@ -57,6 +60,15 @@ def main(argv=None):
         for j in jobs:
             print(f'{j["name"]:40s} {j["iterations"]:10d} {j["step_macs"] / 1e9:10.1f} {j["total_macs"] / 1e15:10.3f}  '
                   f'{"same training as " + j["same_as"] if j["same_as"] else ", ".join(j["deps"])}')
+        return 0
+    if args.carry:
+        files = AblationRunner(plan, jobs, out, device=args.device).carry_over()
+        if files:
+            size = sum(osp.getsize(f) for f in files) / 2**20
+            listed = ' '.join(osp.relpath(f) for f in files)
+            print(f'to carry these jobs to the next sitting, commit ({size:.1f} MB):\n  git add {listed}')
+        else:
+            print('nothing to carry: no unfinished job has a training state.')
         return 0
     if not args.summary_only:
         failed = AblationRunner(plan, jobs, out, parallel=args.jobs, device=args.device,

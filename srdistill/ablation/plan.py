@@ -25,6 +25,7 @@ import torch
 import yaml
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
+from srdistill.ablation.family import check_family
 from srdistill.utils.errors import UserError
 
 BUDGETS = ('iterations', 'compute')
@@ -90,6 +91,7 @@ def load_plan(path):
             source = source.get('run') if isinstance(source, dict) else source
             if source is not None and source not in runs:
                 raise UserError(f'{path}: runs.{name}.{key} names {source!r}, which is not a run.')
+    check_family(plan, path)
     with open(plan['base']) as f:
         plan['base_opt'] = yaml.safe_load(f)
     plan['path'] = path

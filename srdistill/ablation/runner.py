@@ -9,7 +9,9 @@ Layout under the output folder ``<out>``::
     results/<job>.json      its evaluation: last and best checkpoint (means and per-image values), the validation curve
 
 A job is done when its ``results/<job>.json`` exists; a job with training states but no result resumes from its
-latest state (BasicSR's ``--auto_resume``). Jobs run ``jobs`` at a time (several fit on one GPU), each after the jobs
+latest state (BasicSR's ``--auto_resume``), also in a later sitting on a fresh checkout through the state that
+:meth:`AblationRunner.carry_over` packs into ``resume/<job>/`` with the scores so far in ``progress/<job>.json``
+(:mod:`srdistill.ablation.carry`). Jobs run ``jobs`` at a time (several fit on one GPU), each after the jobs
 it depends on (``init_from`` / ``teacher_from``).
 """
 import json
@@ -24,6 +26,7 @@ from os import path as osp
 
 import torch
 
+from srdistill.ablation import carry
 from srdistill.ablation.inherit import write_cut, write_pruned
 from srdistill.ablation.plan import training_options, write_options
 from srdistill.archs.checkpoints import load_checkpoint
@@ -115,6 +118,10 @@ class AblationRunner:
             result.update(name=job['name'], budget=job['budget'], same_as=job['same_as'])
         else:
             if not osp.isfile(self.latest_checkpoint(job)):
+                carried = carry.unpack(self.out, job, self.experiment_dir(job))
+                if carried is not None:
+                    self.log(f'{job["name"]}: resuming from the state carried at iteration {carried} '
+                             f'({carry.resume_dir(self.out, job)})')
                 self.train(job)
             result = self.evaluate(job)
         result['wall_s'] = round(time.time() - start, 1)
@@ -123,6 +130,7 @@ class AblationRunner:
         with open(tmp, 'w') as f:
             json.dump(result, f, indent=1)
         os.replace(tmp, self.result_path(job))
+        carry.clear(self.out, job)  # the result holds the curve; a carried state is no longer needed
         student = result['last'][self.plan['evaluate']['select_on']]
         self.log(f'done {job["name"]}: e{self.plan["student"]} {self.plan["evaluate"]["select_on"]} last '
                  f'{student["psnr"]:.2f} dB ({result["wall_s"]:.0f} s)')
@@ -151,6 +159,8 @@ class AblationRunner:
         return paths
 
     def train(self, job):
+        if carry.latest_state(self.experiment_dir(job)) is None:  # from iteration 0: earlier scores are not its own
+            carry.clear(self.out, job)
         opt = training_options(self.plan, job, self._sources(job))
         opt_path = osp.join(self.out, 'options', f'{job["name"]}.yml')
         write_options(opt, opt_path)
@@ -165,38 +175,60 @@ class AblationRunner:
                 tail = ''.join(f.readlines()[-5:]).strip()
             raise RuntimeError(f'training exited with status {proc.returncode}; see {log_path}:\n{tail}')
 
-    def checkpoints(self, job):
-        """``[(iteration, path)]`` of a trained job: the periodic checkpoints and the final one."""
+    def checkpoints(self, job, final=True):
+        """``[(iteration, path)]`` of a job's checkpoints on disk: the periodic ones and (``final``) the last one."""
         models = osp.join(self.experiment_dir(job), 'models')
         found = {}
-        for name in os.listdir(models):
+        for name in os.listdir(models) if osp.isdir(models) else []:
             m = re.fullmatch(r'net_g_(\d+)\.pth', name)
             if m:
                 found[int(m.group(1))] = osp.join(models, name)
-        found[job['iterations']] = self.latest_checkpoint(job)
+        if final:
+            found[job['iterations']] = self.latest_checkpoint(job)
         return sorted(found.items())
+
+    def _student(self, means):
+        """The output under study: the plan's exit, or a plain network's final output."""
+        student = f'e{self.plan["student"]}'
+        return student if student in means else list(means)[-1]
+
+    def score_selection(self, job, checkpoints):
+        """Scores on the selection set of every checkpoint, from ``progress/<job>.json`` or evaluated now (and kept)."""
+        ev, scale = self.plan['evaluate'], job['opt']['scale']
+        progress = carry.read_progress(self.out, job)
+        new = [it for it in sorted(checkpoints) if it not in progress]
+        if new:
+            pairs = dataset_pairs(ev['select_on'], ev['dataroot'], scale)
+            for it in new:
+                net, _ = load_checkpoint(checkpoints[it], scale=scale, device=self.device)
+                means, per_image = evaluate(net, pairs, scale, device=self.device, bicubic=False)
+                progress[it] = {'means': {k: dict(v) for k, v in means.items()},
+                                'per_image': [[image, {k: dict(v) for k, v in outputs.items()}]
+                                              for image, outputs in per_image]}
+                carry.write_progress(self.out, job, progress, ev['select_on'])
+        return progress
 
     def evaluate(self, job):
         """Evaluate every checkpoint on the selection set, then the last and the best one on every set."""
         ev, scale = self.plan['evaluate'], job['opt']['scale']
         pairs = {name: dataset_pairs(name, ev['dataroot'], scale) for name in ev['datasets']}
-        student = f'e{self.plan["student"]}'
         checkpoints = dict(self.checkpoints(job))
-        scores, per_image = {}, {}  # (iteration, set) -> means of every output / [(image, {output: metrics})]
+        progress = self.score_selection(job, checkpoints)
+        scores = {(it, ev['select_on']): p['means'] for it, p in progress.items()}
+        per_image = {(it, ev['select_on']): p['per_image'] for it, p in progress.items()}
 
         def score(it, name):
             if (it, name) not in scores:
+                if it not in checkpoints:
+                    raise RuntimeError(f'{job["name"]}: the weights of iteration {it} are gone; its carried state '
+                                       f'({carry.resume_dir(self.out, job)}) should hold them.')
                 net, _ = load_checkpoint(checkpoints[it], scale=scale, device=self.device)
                 scores[it, name], per_image[it, name] = evaluate(net, pairs[name], scale, device=self.device,
                                                                  bicubic=False)
             return scores[it, name]
 
-        curve = []
-        for it in sorted(checkpoints):
-            means = score(it, ev['select_on'])
-            if student not in means:  # a network without that exit (a plain deep one): its final output
-                student = list(means)[-1]
-            curve.append([it, means[student]['psnr']])
+        student = self._student(progress[max(progress)]['means'])
+        curve = [[it, progress[it]['means'][student]['psnr']] for it in sorted(progress)]
         best_iter = max(curve, key=lambda c: c[1])[0]
         result = {k: job[k] for k in ('name', 'run', 'label', 'seed', 'budget', 'iterations', 'step_macs', 'own_macs',
                                       'total_macs', 'report')}
@@ -209,3 +241,28 @@ class AblationRunner:
             result[f'{key}_per_image'] = {name: {image: {k: dict(v) for k, v in outputs.items()}
                                                  for image, outputs in per_image[it, name]} for name in pairs}
         return result
+
+    def carry_over(self):
+        """Pack every unfinished job that has a training state for the next sitting (:mod:`.carry`).
+
+        Returns:
+            list[str]: The files to commit: each job's ``progress/<job>.json`` and ``resume/<job>/`` files.
+        """
+        files = []
+        for job in self.jobs:
+            if self.is_done(job) or job['same_as']:
+                continue
+            exp = self.experiment_dir(job)
+            if carry.latest_state(exp) is None:
+                continue
+            checkpoints = dict(self.checkpoints(job, final=False))
+            progress = self.score_selection(job, checkpoints)
+            best = None
+            if progress:
+                student = self._student(progress[max(progress)]['means'])
+                best = max(progress, key=lambda it: progress[it]['means'][student]['psnr'])
+            packed = carry.pack(self.out, job, exp, best if best in checkpoints else None)
+            self.log(f'carry {job["name"]}: state of iteration {carry.latest_state(exp)[0]}, '
+                     f'{len(progress)} checkpoints scored, best so far {best}')
+            files += [carry.progress_path(self.out, job)] + packed
+        return files

@@ -16,6 +16,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 from srdistill.ablation.curves import write_curves  # noqa: E402
+from srdistill.ablation.family import write_family  # noqa: E402
 from srdistill.ablation.stats import difference_table  # noqa: E402
 
 
@@ -193,6 +194,13 @@ def write_summary(plan, out_dir, results=None):
                  'mean over seeds [95% t interval over seeds]; the curves against iterations and training '
                  'multiply-adds are in `curves.png`, their values in `curves.json` (srdistill/ablation/curves.py).', '',
                  gaps, '']
+    family = write_family(results, plan, out_dir)
+    if family:
+        text += [f"### Question 3: each exit of `{plan['family']['run']}` against the same network trained alone "
+                 '(last checkpoint, dB)', '',
+                 "PSNR of the one run's exit / of the network alone (mean over the paired seeds), and their paired "
+                 'per-image difference with 95% t intervals over images and over seeds; ** both exclude zero; the '
+                 'plot is `family.png`, the values `family.json` (srdistill/ablation/family.py).', '', family, '']
     with open(osp.join(out_dir, 'table.md'), 'w') as f:
         f.write('\n'.join(text))
     write_csv(rows, osp.join(out_dir, 'table.csv'))
