@@ -46,6 +46,14 @@ def test_each_exit_is_paired_with_its_network_alone():
     assert e8['alone_iterations'] == 200 and e8['alone_pmacs'] == 1.0 and e8['family_pmacs'] == 4.0
 
 
+def test_only_the_equal_compute_budget_is_compared():
+    other = [dict(r, budget='iterations', last_per_image={'val': {n: {o: {'psnr': 0.0} for o in v}
+                                                                 for n, v in r['last_per_image']['val'].items()}})
+             for r in RESULTS]
+    records = family_comparison(RESULTS + other, SPEC, ['val'])
+    assert [r['mean'] for r in records] == pytest.approx([0.1, 0.1]) and {r['budget'] for r in records} == {'compute'}
+
+
 def test_an_exit_without_its_runs_is_left_out():
     spec = {'run': 'family', 'alone': {4: 'alone4', 16: 'alone16'}}  # no alone16 result, no e16 output
     assert [r['exit'] for r in family_comparison(RESULTS, spec, ['val'])] == [4]

@@ -62,11 +62,15 @@ def family_comparison(results, spec, datasets, key='last'):
     Returns:
         list[dict]: One record per (exit, set): ``exit``, ``dataset``, ``alone_run``, ``family_psnr`` and
         ``alone_psnr`` (means over the paired seeds), and the :func:`paired_difference` fields (``mean``,
-        ``ci_images``, ``ci_seeds``, ``per_seed``, ``seeds``, ``images``); exits whose runs are missing are left out.
+        ``ci_images``, ``ci_seeds``, ``per_seed``, ``seeds``, ``images``), and the ``budget`` compared (``compute``
+        when the family run has it, else its only one); exits whose runs are missing are left out.
     """
+    budgets = dict.fromkeys(r['budget'] for r in results if r['run'] == spec['run'])
+    budget = 'compute' if 'compute' in budgets else next(iter(budgets), None)  # question 3 is about equal compute
     by_run = {}
     for r in results:
-        by_run.setdefault(r['run'], []).append(r)
+        if r['budget'] == budget:
+            by_run.setdefault(r['run'], []).append(r)
     family = by_run.get(spec['run'], [])
     records = []
     for depth, alone_run in sorted(spec['alone'].items()):
@@ -85,10 +89,10 @@ def family_comparison(results, spec, datasets, key='last'):
                                         if r['seed'] in seeds)
             alone_mean = statistics.fmean(r[f'{key}_all_outputs'][name][own]['psnr'] for r in alone
                                           if r['seed'] in seeds)
-            records.append(dict(exit=depth, dataset=name, alone_run=alone_run, alone_label=alone[0]['label'],
-                                alone_iterations=alone[0]['iterations'], alone_pmacs=alone[0]['total_macs'] / 1e15,
-                                family_pmacs=family[0]['total_macs'] / 1e15, family_psnr=fam_mean,
-                                alone_psnr=alone_mean, **diff))
+            records.append(dict(
+                exit=depth, dataset=name, budget=budget, alone_run=alone_run, alone_label=alone[0]['label'],
+                alone_iterations=alone[0]['iterations'], alone_pmacs=alone[0]['total_macs'] / 1e15,
+                family_pmacs=family[0]['total_macs'] / 1e15, family_psnr=fam_mean, alone_psnr=alone_mean, **diff))
     return records
 
 
