@@ -16,13 +16,8 @@ import json
 import statistics
 from os import path as osp
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-
-from srdistill.ablation.stats import excludes_zero, paired_difference  # noqa: E402
-from srdistill.utils.errors import UserError  # noqa: E402
+from srdistill.ablation.stats import excludes_zero, paired_difference
+from srdistill.utils.errors import UserError
 
 
 def check_family(plan, path):
@@ -123,6 +118,9 @@ def family_table(records, datasets):
 
 def plot_family(records, datasets, path):
     """One panel per set: PSNR against depth, the one run's exits against each network trained alone."""
+    import matplotlib  # here, not at import: load_plan imports this module for check_family
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 3.2), squeeze=False)
     for ax, name in zip(axes[0], datasets):
         rows = sorted((r for r in records if r['dataset'] == name), key=lambda r: r['exit'])

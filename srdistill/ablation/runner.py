@@ -187,10 +187,14 @@ class AblationRunner:
             found[job['iterations']] = self.latest_checkpoint(job)
         return sorted(found.items())
 
-    def _student(self, means):
-        """The output under study: the plan's exit, or a plain network's final output."""
+    def _curve(self, progress):
+        """``(output, curve, best iteration)`` from the selection-set scores: the output under study is the plan's
+        exit, or a plain network's final output."""
         student = f'e{self.plan["student"]}'
-        return student if student in means else list(means)[-1]
+        means = progress[max(progress)]['means']
+        student = student if student in means else list(means)[-1]
+        curve = [[it, progress[it]['means'][student]['psnr']] for it in sorted(progress)]
+        return student, curve, max(curve, key=lambda c: c[1])[0]
 
     def score_selection(self, job, checkpoints):
         """Scores on the selection set of every checkpoint, from ``progress/<job>.json`` or evaluated now (and kept)."""
@@ -227,9 +231,7 @@ class AblationRunner:
                                                                  bicubic=False)
             return scores[it, name]
 
-        student = self._student(progress[max(progress)]['means'])
-        curve = [[it, progress[it]['means'][student]['psnr']] for it in sorted(progress)]
-        best_iter = max(curve, key=lambda c: c[1])[0]
+        student, curve, best_iter = self._curve(progress)
         result = {k: job[k] for k in ('name', 'run', 'label', 'seed', 'budget', 'iterations', 'step_macs', 'own_macs',
                                       'total_macs', 'report')}
         result.update(student=self.plan['student'], output=student, curve=curve, best_iter=best_iter,
@@ -257,10 +259,7 @@ class AblationRunner:
                 continue
             checkpoints = dict(self.checkpoints(job, final=False))
             progress = self.score_selection(job, checkpoints)
-            best = None
-            if progress:
-                student = self._student(progress[max(progress)]['means'])
-                best = max(progress, key=lambda it: progress[it]['means'][student]['psnr'])
+            best = self._curve(progress)[2] if progress else None
             packed = carry.pack(self.out, job, exp, best if best in checkpoints else None)
             self.log(f'carry {job["name"]}: state of iteration {carry.latest_state(exp)[0]}, '
                      f'{len(progress)} checkpoints scored, best so far {best}')
