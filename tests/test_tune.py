@@ -9,7 +9,8 @@ import pytest
 import yaml
 from conftest import make_paired_folder, write_opt
 
-from srdistill.tuning.study import load_tune_plan, open_study, trial_name, trial_options
+from srdistill.ablation.plan import run_options
+from srdistill.tuning.study import load_tune_plan, open_study, run_fragment, trial_name, trial_options
 from srdistill.tuning.tune_cli import main
 from srdistill.utils.errors import UserError
 
@@ -54,6 +55,15 @@ def test_study_runs_resumes_and_writes_its_summary(tune_file, tmp_path):
     assert [r['state'] for r in rows] == ['COMPLETE', 'COMPLETE']
     best = json.load(open(os.path.join(out, 'best.json')))
     assert best['psnr'] == pytest.approx(max(t.value for t in done))
+    # best_run.yml: the best trial as an ablation run, which trains with exactly the trial's options
+    plan = load_tune_plan(tune_file)
+    tuned = yaml.safe_load(open(os.path.join(out, 'best_run.yml')))['tuned']
+    trial = next(t for t in done if t.number == best['number'])
+    assert tuned['label'] == f'tuned: trial {best["number"]} of tiny_tune'
+    assert tuned['train']['pixel_opt']['distill_weight'] == trial.params['train.pixel_opt.distill_weight']
+    assert tuned['network_g']['exits'] == [[2], [1, 2]][trial.params['network_g.exits']]
+    ablation = dict(plan, runs={'tuned': tuned})
+    assert run_options(ablation, 'tuned') == trial_options(plan, trial.user_attrs['values'])
     # a rerun asking for 3 keeps the 2 and adds one
     assert main(['-opt', tune_file, '--trials', '3', '--out', out]) == 0
     study = optuna.load_study(study_name='tiny_tune', storage=f'sqlite:///{out}/study.db')
@@ -85,6 +95,10 @@ def test_trial_options_merge_switches_and_dotted_parameters(tune_file):
               'train.contrast_opt.loss_weight': 0.05}
     opt = trial_options(plan, values)
     assert opt['train']['contrast_opt'] == {'type': 'ContrastiveDistillLoss', 'loss_weight': 0.05}
+    assert run_fragment(plan, values) == {'train': {'contrast_opt': {'type': 'ContrastiveDistillLoss',
+                                                                     'loss_weight': 0.05},
+                                                    'pixel_opt': {'distill_weight': 0.3}},
+                                          'network_g': {'exits': [1, 2]}}
     assert opt['train']['pixel_opt']['distill_weight'] == 0.3 and opt['network_g']['exits'] == [1, 2]
     assert 'contrast_opt' not in trial_options(plan, {'switch.contrast': False})['train']
     assert trial_name(values) == trial_name(dict(reversed(list(values.items()))))

@@ -8,6 +8,11 @@ training budget of a trial, the student exit, the validation set the objective i
   ``log``), ``int`` or ``categorical`` (``choices``: any YAML values, lists and mappings included), optionally only
   ``when`` a switch is on.
 
+A trial's options are the base, the ``overrides``, then the trial's switches and parameters merged as an ablation
+plan merges a run (mappings merge, anything else replaces; a mapping chosen by a categorical parameter is therefore
+merged into the base's). So the best trial, written as an ablation run (``best_run.yml``), trains with exactly the
+trial's options when ``tools/ablate.py`` confirms it over more seeds and a longer budget.
+
 The objective is the student's PSNR on ``select_on`` at the trial's best checkpoint, a split carved out of the
 training images (``tools/prepare_data.py split``). Test sets are refused there: choosing on them would make the
 reported numbers optimistic. The study lives in ``<out>/study.db`` (SQLite): rerunning the command resumes it, and a
@@ -101,16 +106,25 @@ def suggest(trial, plan):
     return values
 
 
-def trial_options(plan, values):
-    """The training options of a trial: base, ``overrides``, the switches that are on, then each parameter."""
-    opt = deep_merge(plan['base_opt'], plan.get('overrides'))
-    for name, fragment in plan['switches'].items():
+def run_fragment(plan, values):
+    """What a trial changes over the plan's base and ``overrides``: the switches that are on, then each parameter.
+
+    It is the trial as a run of an ablation plan (``runs: {name: fragment}``), which is how the best trial is confirmed
+    over several seeds at the full budget (``best_run.yml``, :func:`srdistill.tuning.tune_cli.write_summary`).
+    """
+    fragment = {}
+    for name, switch in plan['switches'].items():
         if values.get(f'switch.{name}'):
-            opt = deep_merge(opt, fragment)
+            fragment = deep_merge(fragment, switch)
     for name, value in values.items():
         if not name.startswith('switch.'):
-            set_path(opt, name, value)
-    return opt
+            set_path(fragment, name, value)
+    return fragment
+
+
+def trial_options(plan, values):
+    """The training options of a trial: base, ``overrides``, then the trial's :func:`run_fragment`."""
+    return deep_merge(deep_merge(plan['base_opt'], plan.get('overrides')), run_fragment(plan, values))
 
 
 def trial_name(values):

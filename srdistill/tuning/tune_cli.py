@@ -10,8 +10,10 @@ import json
 import sys
 from os import path as osp
 
+import yaml
+
 from srdistill.ablation.runner import AblationRunner
-from srdistill.tuning.study import load_tune_plan, open_study, runner_plan, suggest, trial_job
+from srdistill.tuning.study import load_tune_plan, open_study, run_fragment, runner_plan, suggest, trial_job
 
 
 def parse_args(argv=None):
@@ -35,6 +37,7 @@ def objective_fn(plan, runner):
         values = suggest(trial, plan)
         job = trial_job(plan, values)
         trial.set_user_attr('job', job['name'])
+        trial.set_user_attr('values', values)  # the real values (a categorical parameter's param is its index)
         if not runner.is_done(job):
             runner.run_job(job)
         with open(runner.result_path(job)) as f:
@@ -46,8 +49,9 @@ def objective_fn(plan, runner):
     return objective
 
 
-def write_summary(study, out):
-    """``trials.csv`` (every trial: state, objective, parameters) and ``best.json``. Returns the best trial or None."""
+def write_summary(study, out, plan):
+    """``trials.csv`` (every trial: state, objective, parameters), ``best.json`` and ``best_run.yml`` (the best trial
+    as a run of an ablation plan, to confirm it over seeds at a longer budget). Returns the best trial or None."""
     from optuna.trial import TrialState
     trials = study.get_trials(deepcopy=False)
     names = sorted({k for t in trials for k in t.params})
@@ -65,7 +69,23 @@ def write_summary(study, out):
     with open(osp.join(out, 'best.json'), 'w') as f:
         json.dump({'number': best.number, 'psnr': best.value, 'params': best.params, 'job': best.user_attrs.get('job'),
                    'complete_trials': len(done)}, f, indent=1)
+    write_best_run(best, plan, osp.join(out, 'best_run.yml'))
     return best
+
+
+def write_best_run(best, plan, path):
+    """The best trial as ``{name: fragment}`` for an ablation plan's ``runs`` (:func:`run_fragment`)."""
+    values = best.user_attrs.get('values')
+    if values is None:  # a trial of a study begun before the values were stored
+        return
+    run = {'label': f'tuned: trial {best.number} of {plan["name"]}', **run_fragment(plan, values)}
+    with open(path, 'w') as f:
+        f.write(f'# The best trial of {plan["name"]} (trial {best.number}: e{plan["student"]} {plan["select_on"]} PSNR '
+                f'{best.value:.4f} dB, {plan["iterations"]} iterations, seed {plan["seed"]}) as a run of an '
+                'ablation plan.\n# Paste it under `runs:` of a plan with the same base and overrides (e.g. '
+                'options/protocol_v2_cpu.yml) and\n# confirm it against scratch over seeds: tools/ablate.py -opt '
+                '<plan> --only scratch tuned --seeds 0 1 2 3 4\n')
+        yaml.safe_dump({'tuned': run}, f, sort_keys=False, default_flow_style=None)
 
 
 def main(argv=None):
@@ -84,11 +104,11 @@ def main(argv=None):
         if target > done:
             study.optimize(objective_fn(plan, runner), n_trials=target - done, catch=(RuntimeError, ),
                            timeout=None if args.stop_after is None else 60 * args.stop_after)
-    best = write_summary(study, out)
+    best = write_summary(study, out, plan)
     if best is None:
         print('no complete trial yet', file=sys.stderr)
         return 1
     print(f'best: trial {best.number}, e{plan["student"]} {plan["select_on"]} PSNR {best.value:.3f} dB, '
-          f'{best.params}; written: {out}/trials.csv, best.json')
+          f'{best.params}; written: {out}/trials.csv, best.json, best_run.yml')
     return 0
 
