@@ -114,3 +114,36 @@ def test_test_sets_and_bad_spaces_are_refused(tune_file, tmp_path):
         bad.write_text(yaml.safe_dump(dict(plan, **change)))
         with pytest.raises(UserError, match=message):
             load_tune_plan(str(bad))
+
+
+def test_enqueued_reference_trials_run_first_with_their_values(tune_file, tmp_path):
+    plan = yaml.safe_load(open(tune_file))
+    plan['enqueue'] = [{'train.pixel_opt.distill_weight': 0.1, 'network_g.exits': [1, 2]}]
+    path = tmp_path / 'enqueue.yml'
+    path.write_text(yaml.safe_dump(plan))
+    out = str(tmp_path / 'study')
+    assert main(['-opt', str(path), '--trials', '1', '--out', out]) == 0
+    study = optuna.load_study(study_name='tiny_tune', storage=f'sqlite:///{out}/study.db')
+    first = study.trials[0]
+    assert first.state.name == 'COMPLETE' and first.user_attrs['enqueued'] is True
+    assert first.params == {'switch.contrast': False, 'train.pixel_opt.distill_weight': 0.1, 'network_g.exits': 1}
+    assert first.user_attrs['values']['network_g.exits'] == [1, 2]
+    # reopening the study (a rerun) does not queue the reference again
+    open_study(load_tune_plan(str(path)), out)
+    assert [t.state.name for t in optuna.load_study(study_name='tiny_tune',
+                                                   storage=f'sqlite:///{out}/study.db').trials] == ['COMPLETE']
+
+
+@pytest.mark.parametrize('entry, message', [
+    ({'train.nope': 1.0}, r"enqueue\[0\]: 'train.nope' is neither a parameter"),
+    ({'network_g.exits': [3]}, r'enqueue\[0\]: network_g.exits = \[3\] is not one of its choices'),
+    ({'train.pixel_opt.distill_weight': 0.9}, r'enqueue\[0\]: train.pixel_opt.distill_weight = 0.9 is outside'),
+    ({'train.contrast_opt.loss_weight': 0.1}, r'drawn only when switch.contrast is on'),
+])
+def test_bad_enqueued_trials_are_named(tune_file, tmp_path, entry, message):
+    plan = yaml.safe_load(open(tune_file))
+    plan['enqueue'] = [entry]
+    path = tmp_path / 'bad.yml'
+    path.write_text(yaml.safe_dump(plan))
+    with pytest.raises(UserError, match=message):
+        load_tune_plan(str(path))

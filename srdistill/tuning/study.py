@@ -8,6 +8,10 @@ training budget of a trial, the student exit, the validation set the objective i
   ``log``), ``int`` or ``categorical`` (``choices``: any YAML values, lists and mappings included), optionally only
   ``when`` a switch is on.
 
+``enqueue`` (optional) lists trials to run first, each a mapping of the same names (``switch.<name>`` for a switch,
+off when absent; a categorical parameter by its value): e.g. the paper's recipe, so that the study has a reference
+on the same split and budget.
+
 A trial's options are the base, the ``overrides``, then the trial's switches and parameters merged as an ablation
 plan merges a run (mappings merge, anything else replaces; a mapping chosen by a categorical parameter is therefore
 merged into the base's). So the best trial, written as an ablation run (``best_run.yml``), trains with exactly the
@@ -70,10 +74,41 @@ def load_tune_plan(path):
             raise UserError(f'{where}: needs `low` < `high`.')
         if param.get('when') is not None and param['when'] not in plan['switches']:
             raise UserError(f'{where}: `when: {param["when"]}` is not one of the switches {list(plan["switches"])}.')
+    plan['enqueue'] = [enqueued_params(plan, values, f'{path}: enqueue[{i}]')
+                       for i, values in enumerate(plan.get('enqueue') or [])]
     with open(plan['base']) as f:
         plan['base_opt'] = yaml.safe_load(f)
     plan['path'] = path
     return plan
+
+
+def enqueued_params(plan, values, where):
+    """An ``enqueue`` entry as Optuna parameters (switches off unless named; a categorical value as its index)."""
+    if not isinstance(values, dict):
+        raise UserError(f'{where}: needs a mapping of parameter names to values.')
+    params = {f'switch.{name}': False for name in plan['switches']}
+    for name, value in values.items():
+        if name.startswith('switch.') and name in params:
+            params[name] = bool(value)
+        elif name not in plan['space']:
+            raise UserError(f'{where}: {name!r} is neither a parameter of `space` nor a switch '
+                            f'({["switch." + n for n in plan["switches"]]}).')
+        elif plan['space'][name]['type'] == 'categorical':
+            choices = plan['space'][name]['choices']
+            if value not in choices:
+                raise UserError(f'{where}: {name} = {value!r} is not one of its choices {choices}.')
+            params[name] = choices.index(value)
+        elif not plan['space'][name]['low'] <= value <= plan['space'][name]['high']:
+            raise UserError(f'{where}: {name} = {value!r} is outside [{plan["space"][name]["low"]}, '
+                            f'{plan["space"][name]["high"]}].')
+        else:
+            params[name] = value
+    for name in params:
+        when = plan['space'].get(name, {}).get('when')
+        if when and not params[f'switch.{when}']:
+            raise UserError(f'{where}: {name} is drawn only when switch.{when} is on; add `switch.{when}: true` or '
+                            'leave it out.')
+    return params
 
 
 def set_path(opt, dotted, value):
@@ -165,6 +200,9 @@ def open_study(plan, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     study = optuna.create_study(study_name=plan['name'], storage=f'sqlite:///{osp.abspath(out_dir)}/study.db',
                                 direction='maximize', sampler=make_sampler(plan), load_if_exists=True)
+    if not study.get_trials(deepcopy=False):  # a new study: the plan's reference trials first
+        for params in plan['enqueue']:
+            study.enqueue_trial(params, user_attrs={'enqueued': True})
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, )):
         # left RUNNING by a killed process (one tuner per study): fail it and queue its parameters, so that the same
         # training folder (named by the parameters) resumes from its last state
