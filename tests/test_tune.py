@@ -139,6 +139,7 @@ def test_enqueued_reference_trials_run_first_with_their_values(tune_file, tmp_pa
     ({'network_g.exits': [3]}, r'enqueue\[0\]: network_g.exits = \[3\] is not one of its choices'),
     ({'train.pixel_opt.distill_weight': 0.9}, r'enqueue\[0\]: train.pixel_opt.distill_weight = 0.9 is outside'),
     ({'train.contrast_opt.loss_weight': 0.1}, r'drawn only when switch.contrast is on'),
+    ({'train.pixel_opt.distill_weight': 'high'}, r"distill_weight = 'high' is not a number"),
 ])
 def test_bad_enqueued_trials_are_named(tune_file, tmp_path, entry, message):
     plan = yaml.safe_load(open(tune_file))

@@ -98,6 +98,8 @@ def enqueued_params(plan, values, where):
             if value not in choices:
                 raise UserError(f'{where}: {name} = {value!r} is not one of its choices {choices}.')
             params[name] = choices.index(value)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f'{where}: {name} = {value!r} is not a number.')
         elif not plan['space'][name]['low'] <= value <= plan['space'][name]['high']:
             raise UserError(f'{where}: {name} = {value!r} is outside [{plan["space"][name]["low"]}, '
                             f'{plan["space"][name]["high"]}].')
