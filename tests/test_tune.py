@@ -148,3 +148,39 @@ def test_bad_enqueued_trials_are_named(tune_file, tmp_path, entry, message):
     path.write_text(yaml.safe_dump(plan))
     with pytest.raises(UserError, match=message):
         load_tune_plan(str(path))
+
+
+def test_the_baseline_trains_once_and_every_trial_is_read_against_it(tune_file, tmp_path):
+    plan = yaml.safe_load(open(tune_file))
+    plan['baseline'] = {'label': 'the 2-block network alone', 'network_g': {'num_block': 2, 'exits': []},
+                        'train': {'pixel_opt': {'distill_weight': 0}}}
+    path = tmp_path / 'baseline.yml'
+    path.write_text(yaml.safe_dump(plan))
+    out = str(tmp_path / 'study')
+    assert main(['-opt', str(path), '--trials', '1', '--out', out]) == 0
+    with open(os.path.join(out, 'results', 'baseline.json')) as f:
+        baseline = json.load(f)
+    assert baseline['label'] == 'the 2-block network alone' and baseline['iterations'] == 4
+    with open(os.path.join(out, 'options', 'baseline.yml')) as f:
+        opt = yaml.safe_load(f)
+    assert opt['network_g']['num_block'] == 2 and opt['network_g']['exits'] == []  # its own options, not a trial's
+    base = max(p for _, p in baseline['curve'])
+    assert 10 < base < 40
+    best = json.load(open(os.path.join(out, 'best.json')))
+    assert best['baseline_psnr'] == pytest.approx(base)
+    assert best['gap_to_baseline'] == pytest.approx(best['psnr'] - base)
+    row = next(csv.DictReader(open(os.path.join(out, 'trials.csv'))))
+    assert float(row['gap_to_baseline']) == pytest.approx(float(row['psnr']) - base, abs=2e-4)
+    # a rerun does not train it again
+    mtime = os.path.getmtime(os.path.join(out, 'results', 'baseline.json'))
+    assert main(['-opt', str(path), '--trials', '2', '--out', out]) == 0
+    assert os.path.getmtime(os.path.join(out, 'results', 'baseline.json')) == mtime
+
+
+def test_a_baseline_that_is_not_a_mapping_is_named(tune_file, tmp_path):
+    plan = yaml.safe_load(open(tune_file))
+    plan['baseline'] = 'scratch'
+    path = tmp_path / 'bad.yml'
+    path.write_text(yaml.safe_dump(plan))
+    with pytest.raises(UserError, match=r'bad.yml: option `baseline` must be an options fragment'):
+        load_tune_plan(str(path))

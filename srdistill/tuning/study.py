@@ -12,6 +12,10 @@ training budget of a trial, the student exit, the validation set the objective i
 off when absent; a categorical parameter by its value): e.g. the paper's recipe, so that the study has a reference
 on the same split and budget.
 
+``baseline`` (optional) is an options fragment trained once on the trials' budget and seed, never tuned: e.g. the
+student network alone, so that every trial is also read as a gap to the number it must beat (``trials.csv``,
+``best.json``).
+
 A trial's options are the base, the ``overrides``, then the trial's switches and parameters merged as an ablation
 plan merges a run (mappings merge, anything else replaces; a mapping chosen by a categorical parameter is therefore
 merged into the base's). So the best trial, written as an ablation run (``best_run.yml``), trains with exactly the
@@ -74,6 +78,9 @@ def load_tune_plan(path):
             raise UserError(f'{where}: needs `low` < `high`.')
         if param.get('when') is not None and param['when'] not in plan['switches']:
             raise UserError(f'{where}: `when: {param["when"]}` is not one of the switches {list(plan["switches"])}.')
+    if plan.get('baseline') is not None and not isinstance(plan['baseline'], dict):
+        raise UserError(f'{path}: option `baseline` must be an options fragment (a mapping), e.g. '
+                        '{network_g: {num_block: 8, exits: []}, train: {pixel_opt: {distill_weight: 0}}}.')
     plan['enqueue'] = [enqueued_params(plan, values, f'{path}: enqueue[{i}]')
                        for i, values in enumerate(plan.get('enqueue') or [])]
     with open(plan['base']) as f:
@@ -176,6 +183,16 @@ def trial_job(plan, values):
     return dict(name=trial_name(values), run=trial_name(values), label=trial_name(values), seed=plan['seed'],
                 budget='iterations', iterations=plan['iterations'], step_macs=0, own_macs=0, total_macs=0, opt=opt,
                 report=True, init_from=None, init_depth=None, teacher_from=None, deps=[], same_as=None)
+
+
+def baseline_job(plan):
+    """The plan's ``baseline`` as a job on the trials' budget and seed (named ``baseline``), or None."""
+    fragment = dict(plan.get('baseline') or {})
+    if not fragment:
+        return None
+    label = fragment.pop('label', 'baseline')
+    opt = deep_merge(deep_merge(plan['base_opt'], plan.get('overrides')), fragment)
+    return dict(trial_job(plan, {}), name='baseline', run='baseline', label=label, opt=opt)
 
 
 def runner_plan(plan):

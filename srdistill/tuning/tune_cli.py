@@ -13,7 +13,15 @@ from os import path as osp
 import yaml
 
 from srdistill.ablation.runner import AblationRunner
-from srdistill.tuning.study import load_tune_plan, open_study, run_fragment, runner_plan, suggest, trial_job
+from srdistill.tuning.study import (
+    baseline_job,
+    load_tune_plan,
+    open_study,
+    run_fragment,
+    runner_plan,
+    suggest,
+    trial_job,
+)
 
 
 def parse_args(argv=None):
@@ -49,17 +57,29 @@ def objective_fn(plan, runner):
     return objective
 
 
+def baseline_psnr(out):
+    """The baseline's best PSNR on the objective's set (``<out>/results/baseline.json``), or None before it ran."""
+    path = osp.join(out, 'results', 'baseline.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return max(psnr for _, psnr in json.load(f)['curve'])
+
+
 def write_summary(study, out, plan):
-    """``trials.csv`` (every trial: state, objective, parameters), ``best.json`` and ``best_run.yml`` (the best trial
-    as a run of an ablation plan, to confirm it over seeds at a longer budget). Returns the best trial or None."""
+    """``trials.csv`` (every trial: state, objective, its gap to the baseline when there is one, parameters),
+    ``best.json`` and ``best_run.yml`` (the best trial as a run of an ablation plan, to confirm it over seeds at a
+    longer budget). Returns the best trial or None."""
     from optuna.trial import TrialState
     trials = study.get_trials(deepcopy=False)
     names = sorted({k for t in trials for k in t.params})
+    base = baseline_psnr(out)
     with open(osp.join(out, 'trials.csv'), 'w', newline='') as f:
         writer = csv.writer(f)
-        writer.writerow(['number', 'state', 'psnr', 'best_iter', 'job'] + names)
+        writer.writerow(['number', 'state', 'psnr', 'gap_to_baseline', 'best_iter', 'job'] + names)
         for t in trials:
-            writer.writerow([t.number, t.state.name, '' if t.value is None else f'{t.value:.4f}',
+            gap = '' if t.value is None or base is None else f'{t.value - base:+.4f}'
+            writer.writerow([t.number, t.state.name, '' if t.value is None else f'{t.value:.4f}', gap,
                              t.user_attrs.get('best_iter', ''), t.user_attrs.get('job', '')]
                             + [t.params.get(n, '') for n in names])
     done = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -68,7 +88,8 @@ def write_summary(study, out, plan):
     best = max(done, key=lambda t: t.value)
     with open(osp.join(out, 'best.json'), 'w') as f:
         json.dump({'number': best.number, 'psnr': best.value, 'params': best.params, 'job': best.user_attrs.get('job'),
-                   'complete_trials': len(done)}, f, indent=1)
+                   'complete_trials': len(done), 'baseline_psnr': base,
+                   'gap_to_baseline': None if base is None else best.value - base}, f, indent=1)
     write_best_run(best, plan, osp.join(out, 'best_run.yml'))
     return best
 
@@ -101,6 +122,12 @@ def main(argv=None):
         runner = AblationRunner(runner_plan(plan), [], out, device=args.device)
         print(f'tuning {plan["name"]}: {done} of {target} trials complete; study in {out}/study.db')
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        baseline = baseline_job(plan)
+        if baseline is not None and not runner.is_done(baseline):  # trained once, before the trials
+            print(f'training the baseline ({baseline["label"]}) on the trials\' budget')
+            runner.run_job(baseline)
+        if baseline is not None:
+            print(f'baseline: {baseline["label"]}, {plan["select_on"]} PSNR {baseline_psnr(out):.3f} dB')
         if target > done:
             study.optimize(objective_fn(plan, runner), n_trials=target - done, catch=(RuntimeError, ),
                            timeout=None if args.stop_after is None else 60 * args.stop_after)
@@ -108,7 +135,9 @@ def main(argv=None):
     if best is None:
         print('no complete trial yet', file=sys.stderr)
         return 1
-    print(f'best: trial {best.number}, e{plan["student"]} {plan["select_on"]} PSNR {best.value:.3f} dB, '
+    base = baseline_psnr(out)
+    gap = '' if base is None else f' ({best.value - base:+.3f} dB against the baseline)'
+    print(f'best: trial {best.number}, e{plan["student"]} {plan["select_on"]} PSNR {best.value:.3f} dB{gap}, '
           f'{best.params}; written: {out}/trials.csv, best.json, best_run.yml')
     return 0
 
