@@ -112,6 +112,8 @@ def test_ablation_trains_evaluates_summarises_and_resumes(tmp_path, capsys):
         assert r['last']['Test']['ssim'] == pytest.approx(TEST_METRICS[name][1], abs=1e-4), name
         assert r['best_iter'] in [c[0] for c in r['curve']]
     assert results['plain__s0__iterations']['output'] == 'e4'  # no exit 2 in a plain network: its final output
+    # each job's line names the output it reports (a plain network's final one, not the plan's student)
+    assert 'done plain__s0__iterations: e4 Val last' in printed and 'done sd__s0__iterations: e2 Val last' in printed
     assert results['sd__s0__compute']['same_as'] == 'sd__s0__iterations'
     assert results['scratch__s0__compute']['iterations'] > 4
     # the feature terms and the external teacher really trained

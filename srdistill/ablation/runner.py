@@ -132,7 +132,7 @@ class AblationRunner:
         os.replace(tmp, self.result_path(job))
         carry.clear(self.out, job)  # the result holds the curve; a carried state is no longer needed
         student = result['last'][self.plan['evaluate']['select_on']]
-        self.log(f'done {job["name"]}: e{self.plan["student"]} {self.plan["evaluate"]["select_on"]} last '
+        self.log(f'done {job["name"]}: {result["output"]} {self.plan["evaluate"]["select_on"]} last '
                  f'{student["psnr"]:.2f} dB ({result["wall_s"]:.0f} s)')
 
     def _sources(self, job):
