@@ -184,3 +184,16 @@ def test_a_baseline_that_is_not_a_mapping_is_named(tune_file, tmp_path):
     path.write_text(yaml.safe_dump(plan))
     with pytest.raises(UserError, match=r'bad.yml: option `baseline` must be an options fragment'):
         load_tune_plan(str(path))
+
+
+def test_a_resumed_study_does_not_draw_its_first_trials_again(tune_file, tmp_path):
+    out = str(tmp_path / 'study')
+    plan = load_tune_plan(tune_file)
+    study = open_study(plan, out)
+    first = study.ask()  # a seeded sampler's first draw, finished
+    first.suggest_float('train.pixel_opt.distill_weight', 0.0, 0.5)
+    study.tell(first, 20.0)
+    study = open_study(plan, out)  # a rerun: the same seed in the file, one trial in the study
+    again = study.ask()
+    assert again.suggest_float('train.pixel_opt.distill_weight', 0.0, 0.5) != first.params[
+        'train.pixel_opt.distill_weight']

@@ -202,9 +202,13 @@ def runner_plan(plan):
                           'select_on': plan['select_on']})
 
 
-def make_sampler(plan):
+def make_sampler(plan, offset=0):
+    """The plan's sampler; its ``seed`` plus ``offset`` (the trials already in the study), so that a resumed study
+    does not draw again what the first sitting's sampler drew (a reseeded sampler repeats its random startup trials)."""
     import optuna
     spec = dict(plan['sampler'])
+    if spec.get('seed') is not None:
+        spec['seed'] = spec['seed'] + offset
     kind = spec.pop('type')
     if not hasattr(optuna.samplers, kind):
         raise UserError(f'{plan["path"]}: sampler type {kind!r} is not an Optuna sampler (e.g. TPESampler, '
@@ -219,6 +223,7 @@ def open_study(plan, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     study = optuna.create_study(study_name=plan['name'], storage=f'sqlite:///{osp.abspath(out_dir)}/study.db',
                                 direction='maximize', sampler=make_sampler(plan), load_if_exists=True)
+    study.sampler = make_sampler(plan, offset=len(study.get_trials(deepcopy=False)))
     if not study.get_trials(deepcopy=False):  # a new study: the plan's reference trials first
         for params in plan['enqueue']:
             study.enqueue_trial(params, user_attrs={'enqueued': True})
