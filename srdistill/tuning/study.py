@@ -222,9 +222,10 @@ def open_study(plan, out_dir):
     from optuna.trial import TrialState
     os.makedirs(out_dir, exist_ok=True)
     study = optuna.create_study(study_name=plan['name'], storage=f'sqlite:///{osp.abspath(out_dir)}/study.db',
-                                direction='maximize', sampler=make_sampler(plan), load_if_exists=True)
-    study.sampler = make_sampler(plan, offset=len(study.get_trials(deepcopy=False)))
-    if not study.get_trials(deepcopy=False):  # a new study: the plan's reference trials first
+                                direction='maximize', load_if_exists=True)
+    trials = study.get_trials(deepcopy=False)
+    study.sampler = make_sampler(plan, offset=len(trials))
+    if not trials:  # a new study: the plan's reference trials first
         for params in plan['enqueue']:
             study.enqueue_trial(params, user_attrs={'enqueued': True})
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, )):
