@@ -10,6 +10,8 @@ import yaml
 from conftest import make_paired_folder, write_opt
 
 from srdistill.ablation.plan import run_options
+from srdistill.ablation.runner import AblationRunner
+from srdistill.tuning.pruner import should_stop
 from srdistill.tuning.study import load_tune_plan, open_study, run_fragment, trial_name, trial_options
 from srdistill.tuning.tune_cli import main
 from srdistill.utils.errors import UserError
@@ -197,3 +199,61 @@ def test_a_resumed_study_does_not_draw_its_first_trials_again(tune_file, tmp_pat
     again = study.ask()
     assert again.suggest_float('train.pixel_opt.distill_weight', 0.0, 0.5) != first.params[
         'train.pixel_opt.distill_weight']
+
+
+def test_the_pruning_rule_against_the_stored_curves():
+    curves = {'a': {500: 26.4, 1000: 26.7, 1500: 26.9}, 'b': {500: 26.2, 1000: 26.5}, 'c': {1000: 26.6}}
+    # at 1000: median of 26.7, 26.5, 26.6 is 26.6
+    assert should_stop(26.59, 1000, curves) and not should_stop(26.6, 1000, curves)
+    assert not should_stop(20.0, 500, curves, n_warmup_steps=1000)  # not before the warm-up
+    assert not should_stop(20.0, 500, curves)  # only 2 finished curves reach 500 (n_startup_trials 3)
+    assert should_stop(26.29, 500, curves, n_startup_trials=2)  # median of 26.4 and 26.2: 26.3
+    assert not should_stop(26.31, 500, curves, n_startup_trials=2)
+    assert should_stop(26.69, 1000, curves, percentile=100) and not should_stop(26.51, 1000, curves, percentile=0)
+    assert should_stop(26.64, 1000, curves, percentile=75)  # 26.6 + 0.5 * (26.7 - 26.6) = 26.65
+
+
+def test_bad_pruners_are_named_before_anything_trains(tune_file, tmp_path):
+    plan = yaml.safe_load(open(tune_file))
+    for pruner, message in (({'type': 'Nope'}, "pruner type 'Nope' is neither"),
+                            ({'n_warmup_steps': 3}, 'needs a `type`'),
+                            ({'type': 'StoredCurvesPruner', 'percentile': 150}, r'percentile must be in \[0, 100\]'),
+                            ({'type': 'MedianPruner', 'warmup': 3}, 'option `pruner`')):
+        bad = tmp_path / 'bad.yml'
+        bad.write_text(yaml.safe_dump(dict(plan, pruner=pruner)))
+        with pytest.raises(UserError, match=message):
+            load_tune_plan(str(bad))
+
+
+def test_a_pruned_trial_stops_its_training_and_the_study_goes_on(tune_file, tmp_path, monkeypatch):
+    plan = yaml.safe_load(open(tune_file))
+    plan.update(iterations=40, val_freq=2, pruner={'type': 'StoredCurvesPruner', 'n_startup_trials': 1})
+    path = tmp_path / 'pruned.yml'
+    path.write_text(yaml.safe_dump(plan))
+    monkeypatch.setattr(AblationRunner, 'poll_s', 0.2)
+    # trial 1 is pruned at its first checkpoint, whatever its value (the rule itself: the test above)
+    monkeypatch.setattr(optuna.trial.Trial, 'should_prune', lambda self: self.number == 1)
+    out = str(tmp_path / 'study')
+    assert main(['-opt', str(path), '--trials', '2', '--out', out]) == 0
+    study = optuna.load_study(study_name='tiny_tune', storage=f'sqlite:///{out}/study.db')
+    first, pruned = study.trials
+    assert first.state.name == 'COMPLETE' and pruned.state.name == 'PRUNED'
+    # every checkpoint of a complete trial is reported, with the values of its result's curve
+    assert first.intermediate_values == {it: pytest.approx(p) for it, p in first.user_attrs['curve']}
+    assert sorted(first.intermediate_values) == list(range(2, 41, 2))
+    job = pruned.user_attrs['job']
+    assert pruned.user_attrs['pruned_at'][0] == 2 and pruned.intermediate_values == {2: pruned.user_attrs[
+        'pruned_at'][1]}
+    assert not os.path.exists(os.path.join(out, 'results', f'{job}.json'))
+    states = os.listdir(os.path.join(out, 'experiments', job, 'training_states'))
+    assert max(int(s.split('.')[0]) for s in states) < 40  # its training was stopped, not run to the end
+    with open(os.path.join(out, 'logs', f'{job}.log')) as f:
+        assert 'training stopped at iteration 2' in f.read()
+    with open(os.path.join(out, 'progress', f'{job}.json')) as f:  # its checkpoint's scores are kept
+        assert '2' in json.load(f)['checkpoints']
+    rows = list(csv.DictReader(open(os.path.join(out, 'trials.csv'))))
+    assert rows[1]['state'] == 'PRUNED' and rows[1]['pruned_at'] == '2' and rows[1]['psnr'] == ''
+    assert float(rows[1]['pruned_psnr']) == pytest.approx(pruned.user_attrs['pruned_at'][1], abs=1e-4)
+    # a rerun counts the pruned trial as finished
+    assert main(['-opt', str(path), '--trials', '2', '--out', out]) == 0
+    assert len(optuna.load_study(study_name='tiny_tune', storage=f'sqlite:///{out}/study.db').trials) == 2

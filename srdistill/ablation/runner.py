@@ -33,6 +33,15 @@ from srdistill.archs.checkpoints import load_checkpoint
 from srdistill.evaluation.exits import dataset_pairs, default_device, evaluate
 from srdistill.utils.errors import UserError
 
+
+class TrainingStopped(Exception):
+    """Training was stopped at a checkpoint by the caller's ``on_checkpoint`` (e.g. a pruned tuning trial)."""
+
+    def __init__(self, job, iteration):
+        super().__init__(f'{job}: training stopped at iteration {iteration}')
+        self.job, self.iteration = job, iteration
+
+
 _TRAIN = ('import sys; from srdistill.train import main; root = sys.argv[1]; '
           'sys.argv = ["train.py", "-opt", sys.argv[2], "--auto_resume"]; main(root)')
 
@@ -48,6 +57,8 @@ class AblationRunner:
         device (str | None): Evaluation device. Default: CUDA when present.
         log (callable): Progress messages. Default: print.
     """
+
+    poll_s = 10  # seconds between looks for a new checkpoint while training (``on_checkpoint`` of :meth:`run_job`)
 
     def __init__(self, plan, jobs, out_dir, parallel=1, device=None, log=print, stop_after=None):
         self.plan, self.jobs, self.out = plan, jobs, osp.abspath(out_dir)
@@ -110,7 +121,12 @@ class AblationRunner:
                         self.log(f'FAILED {job["name"]}: {err}')
         return failed
 
-    def run_job(self, job):
+    def run_job(self, job, on_checkpoint=None):
+        """Train (or resume) and evaluate one job, writing ``results/<job>.json``.
+
+        ``on_checkpoint(iteration, path)`` (optional) is called with each periodic checkpoint while training runs; when
+        it returns True, training is stopped and :class:`TrainingStopped` is raised (no result is written).
+        """
         start = time.time()
         if job['same_as']:
             with open(self.result_path(self.by_name[job['same_as']])) as f:
@@ -122,7 +138,7 @@ class AblationRunner:
                 if carried is not None:
                     self.log(f'{job["name"]}: resuming from the state carried at iteration {carried} '
                              f'({carry.resume_dir(self.out, job)})')
-                self.train(job)
+                self.train(job, on_checkpoint)
             result = self.evaluate(job)
         result['wall_s'] = round(time.time() - start, 1)
         os.makedirs(osp.dirname(self.result_path(job)), exist_ok=True)
@@ -158,7 +174,7 @@ class AblationRunner:
                 job['opt']['network_g'] = network
         return paths
 
-    def train(self, job):
+    def train(self, job, on_checkpoint=None):
         if carry.latest_state(self.experiment_dir(job)) is None:  # from iteration 0: earlier scores are not its own
             carry.clear(self.out, job)
         opt = training_options(self.plan, job, self._sources(job))
@@ -168,12 +184,46 @@ class AblationRunner:
         os.makedirs(osp.dirname(log_path), exist_ok=True)
         self.log(f'train {job["name"]}: {job["iterations"]} iterations')
         with open(log_path, 'a') as log:
-            proc = subprocess.run([sys.executable, '-c', _TRAIN, self.out, opt_path], stdout=log,
-                                  stderr=subprocess.STDOUT, cwd=os.getcwd(), env=self.env)
+            proc = subprocess.Popen([sys.executable, '-c', _TRAIN, self.out, opt_path], stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=os.getcwd(), env=self.env)
+            try:
+                stopped = self._watch(job, proc, on_checkpoint) if on_checkpoint else None
+                if stopped is None:
+                    proc.wait()
+            finally:  # an error in the caller's hook (or Ctrl-C) does not leave the training running
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                proc.wait()
+        if stopped is not None:
+            note = f'training stopped at iteration {stopped} by the caller (e.g. a pruned trial)'
+            with open(log_path, 'a') as log:
+                log.write(f'\n[srdistill] {note}\n')
+            self.log(f'{job["name"]}: {note}')
+            raise TrainingStopped(job['name'], stopped)
         if proc.returncode != 0 or not osp.isfile(self.latest_checkpoint(job)):
             with open(log_path) as f:
                 tail = ''.join(f.readlines()[-5:]).strip()
             raise RuntimeError(f'training exited with status {proc.returncode}; see {log_path}:\n{tail}')
+
+    def _watch(self, job, proc, on_checkpoint):
+        """Call ``on_checkpoint`` with each new periodic checkpoint while ``proc`` trains (checkpoints are written
+        atomically: one that exists is complete). Returns the iteration it stopped at, or None when training ended."""
+        seen = set()
+        while True:
+            finished = proc.poll() is not None
+            for it, path in self.checkpoints(job, final=False):
+                if it in seen:
+                    continue
+                seen.add(it)
+                if not finished and it < job['iterations'] and on_checkpoint(it, path):
+                    return it
+            if finished:
+                return None
+            time.sleep(self.poll_s)
 
     def checkpoints(self, job, final=True):
         """``[(iteration, path)]`` of a job's checkpoints on disk: the periodic ones and (``final``) the last one."""
@@ -187,7 +237,7 @@ class AblationRunner:
             found[job['iterations']] = self.latest_checkpoint(job)
         return sorted(found.items())
 
-    def _curve(self, progress):
+    def selection_curve(self, progress):
         """``(output, curve, best iteration)`` from the selection-set scores: the output under study is the plan's
         exit, or a plain network's final output."""
         student = f'e{self.plan["student"]}'
@@ -231,7 +281,7 @@ class AblationRunner:
                                                                  bicubic=False)
             return scores[it, name]
 
-        student, curve, best_iter = self._curve(progress)
+        student, curve, best_iter = self.selection_curve(progress)
         result = {k: job[k] for k in ('name', 'run', 'label', 'seed', 'budget', 'iterations', 'step_macs', 'own_macs',
                                       'total_macs', 'report')}
         result.update(student=self.plan['student'], output=student, curve=curve, best_iter=best_iter,
@@ -259,7 +309,7 @@ class AblationRunner:
                 continue
             checkpoints = dict(self.checkpoints(job, final=False))
             progress = self.score_selection(job, checkpoints)
-            best = self._curve(progress)[2] if progress else None
+            best = self.selection_curve(progress)[2] if progress else None
             packed = carry.pack(self.out, job, exp, best if best in checkpoints else None)
             self.log(f'carry {job["name"]}: state of iteration {carry.latest_state(exp)[0]}, '
                      f'{len(progress)} checkpoints scored, best so far {best}')

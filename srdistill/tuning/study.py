@@ -12,6 +12,11 @@ training budget of a trial, the student exit, the validation set the objective i
 off when absent; a categorical parameter by its value): e.g. the paper's recipe, so that the study has a reference
 on the same split and budget.
 
+``pruner`` (optional) stops a trial early whose validation curve trails the finished trials' (e.g.
+``{type: StoredCurvesPruner, n_startup_trials: 3, n_warmup_steps: 1000}``: below their median at a checkpoint from
+iteration 1000 on; :mod:`srdistill.tuning.pruner`). Its training is stopped, the trial is marked PRUNED with the
+iteration and value it was stopped at, and its checkpoints' scores stay in ``progress/<job>.json``.
+
 ``baseline`` (optional) is an options fragment trained once on the trials' budget and seed, never tuned: e.g. the
 student network alone, so that every trial is also read as a gap to the number it must beat (``trials.csv``,
 ``best.json``).
@@ -35,6 +40,7 @@ from os import path as osp
 import yaml
 
 from srdistill.ablation.plan import deep_merge
+from srdistill.tuning.pruner import make_pruner
 from srdistill.utils.errors import UserError
 
 TEST_SETS = ('Set5', 'Set14', 'BSD100', 'B100', 'Urban100', 'Manga109')
@@ -81,6 +87,7 @@ def load_tune_plan(path):
     if plan.get('baseline') is not None and not isinstance(plan['baseline'], dict):
         raise UserError(f'{path}: option `baseline` must be an options fragment (a mapping), e.g. '
                         '{network_g: {num_block: 8, exits: []}, train: {pixel_opt: {distill_weight: 0}}}.')
+    make_pruner(plan.get('pruner'), path)  # checked now, not after the baseline has trained
     plan['enqueue'] = [enqueued_params(plan, values, f'{path}: enqueue[{i}]')
                        for i, values in enumerate(plan.get('enqueue') or [])]
     with open(plan['base']) as f:
@@ -222,7 +229,8 @@ def open_study(plan, out_dir):
     from optuna.trial import TrialState
     os.makedirs(out_dir, exist_ok=True)
     study = optuna.create_study(study_name=plan['name'], storage=f'sqlite:///{osp.abspath(out_dir)}/study.db',
-                                direction='maximize', load_if_exists=True)
+                                direction='maximize', load_if_exists=True,
+                                pruner=make_pruner(plan.get('pruner'), plan['path']))
     trials = study.get_trials(deepcopy=False)
     study.sampler = make_sampler(plan, offset=len(trials))
     if not trials:  # a new study: the plan's reference trials first

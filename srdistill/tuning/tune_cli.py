@@ -12,7 +12,7 @@ from os import path as osp
 
 import yaml
 
-from srdistill.ablation.runner import AblationRunner
+from srdistill.ablation.runner import AblationRunner, TrainingStopped
 from srdistill.tuning.study import (
     baseline_job,
     load_tune_plan,
@@ -29,7 +29,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='Example: python tools/tune.py -opt options/tune_291.yml --trials 20')
     p.add_argument('-opt', required=True, help='tuning file (YAML)')
-    p.add_argument('--trials', type=int, default=None, help='complete trials to reach (default: the file\'s `trials`)')
+    p.add_argument('--trials', type=int, default=None,
+                   help='finished trials (complete or pruned) to reach (default: the file\'s `trials`)')
     p.add_argument('--out', default=None, help='output folder (default: experiments/tuning/<name>)')
     p.add_argument('--stop-after', type=float, default=None, metavar='MIN',
                    help='start no new trial after this many minutes (the running one finishes); rerun to go on')
@@ -41,15 +42,36 @@ def parse_args(argv=None):
 def objective_fn(plan, runner):
     """The Optuna objective: train the trial's options (or reuse its result), return the student's best PSNR."""
 
+    import optuna
+
     def objective(trial):
         values = suggest(trial, plan)
         job = trial_job(plan, values)
         trial.set_user_attr('job', job['name'])
         trial.set_user_attr('values', values)  # the real values (a categorical parameter's param is its index)
+        reported = {}
+
+        def on_checkpoint(it, path):  # score the checkpoint on the validation split; True stops the training
+            progress = runner.score_selection(job, {it: path})
+            reported[it] = runner.selection_curve({it: progress[it]})[1][0][1]
+            trial.report(reported[it], it)
+            return trial.should_prune()
+
         if not runner.is_done(job):
-            runner.run_job(job)
+            try:
+                runner.run_job(job, on_checkpoint)
+            except TrainingStopped as stop:
+                curve = [[it, reported[it]] for it in sorted(reported)]
+                trial.set_user_attr('curve', curve)
+                trial.set_user_attr('pruned_at', [stop.iteration, reported[stop.iteration]])
+                print(f'trial {trial.number} pruned at iteration {stop.iteration}: {plan["select_on"]} PSNR '
+                      f'{reported[stop.iteration]:.3f} dB, below the finished trials at that iteration')
+                raise optuna.TrialPruned() from None
         with open(runner.result_path(job)) as f:
             result = json.load(f)
+        for it, psnr in result['curve']:
+            if it not in reported:
+                trial.report(psnr, it)
         trial.set_user_attr('best_iter', result['best_iter'])
         trial.set_user_attr('curve', result['curve'])
         return max(psnr for _, psnr in result['curve'])
@@ -76,11 +98,16 @@ def write_summary(study, out, plan):
     base = baseline_psnr(out)
     with open(osp.join(out, 'trials.csv'), 'w', newline='') as f:
         writer = csv.writer(f)
-        writer.writerow(['number', 'state', 'psnr', 'gap_to_baseline', 'best_iter', 'job'] + names)
+        writer.writerow(['number', 'state', 'psnr', 'gap_to_baseline', 'best_iter', 'pruned_at', 'pruned_psnr', 'job']
+                        + names)
         for t in trials:
-            gap = '' if t.value is None or base is None else f'{t.value - base:+.4f}'
-            writer.writerow([t.number, t.state.name, '' if t.value is None else f'{t.value:.4f}', gap,
-                             t.user_attrs.get('best_iter', ''), t.user_attrs.get('job', '')]
+            # a pruned trial's value (Optuna: its last reported one) is at an earlier iteration: pruned_* columns
+            value = t.value if t.state == TrialState.COMPLETE else None
+            gap = '' if value is None or base is None else f'{value - base:+.4f}'
+            pruned_at, pruned_psnr = t.user_attrs.get('pruned_at') or ('', None)
+            writer.writerow([t.number, t.state.name, '' if value is None else f'{value:.4f}', gap,
+                             t.user_attrs.get('best_iter', ''), pruned_at,
+                             '' if pruned_psnr is None else f'{pruned_psnr:.4f}', t.user_attrs.get('job', '')]
                             + [t.params.get(n, '') for n in names])
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     if not done:
@@ -118,9 +145,11 @@ def main(argv=None):
     study = open_study(plan, out)
     if not args.summary_only:
         target = args.trials if args.trials is not None else plan.get('trials', 20)
-        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, )))
+        complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, )))
+        done = complete + len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED, )))
         runner = AblationRunner(runner_plan(plan), [], out, device=args.device)
-        print(f'tuning {plan["name"]}: {done} of {target} trials complete; study in {out}/study.db')
+        print(f'tuning {plan["name"]}: {done} of {target} trials finished ({complete} complete, {done - complete} '
+              f'pruned); study in {out}/study.db')
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         baseline = baseline_job(plan)
         if baseline is not None and not runner.is_done(baseline):  # trained once, before the trials
