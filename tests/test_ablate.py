@@ -132,6 +132,9 @@ def test_ablation_trains_evaluates_summarises_and_resumes(tmp_path, capsys):
     assert '### Paired per-image differences against `scratch`' in table and '\n| iterations | sd | 1 |' in table
     assert osp.getsize(osp.join(out, 'ablation.png')) > 10000 and osp.isfile(osp.join(out, 'table.csv'))
     assert '### Learning curves: paired gap to `scratch`' in table and osp.getsize(osp.join(out, 'curves.png')) > 10000
+    # the last line names the files this summary wrote, and only those (no family plot without a family)
+    assert printed.rstrip().splitlines()[-1] == (f'written: {out}/table.md, table.csv, summary.json, ablation.png, '
+                                                  'curves.json, curves.png')
     gap = json.load(open(osp.join(out, 'curves.json')))['runs']['sd']['gap']
     assert gap['mean'][-1] == pytest.approx(results['sd__s0__iterations']['curve'][-1][1]
                                             - results['scratch__s0__iterations']['curve'][-1][1])

@@ -1,6 +1,7 @@
 """``tools/ablate.py``: train and evaluate an ablation plan (fair baselines, distillation methods, seeds, budgets)."""
 import argparse
 import sys
+import time
 from os import path as osp
 
 from srdistill.ablation.plan import expand, load_plan
@@ -75,10 +76,14 @@ def main(argv=None):
                                 stop_after=None if args.stop_after is None else 60 * args.stop_after).run()
     else:
         failed = []
+    started = time.time()
     rows = write_summary(plan, out)
     if rows:
         print(open(osp.join(out, 'table.md')).read())
-        print(f'written: {out}/table.md, table.csv, summary.json, ablation.png, curves.png')
+        outputs = ('table.md', 'table.csv', 'summary.json', 'ablation.png', 'curves.json', 'curves.png',
+                   'family.json', 'family.png')
+        written = [n for n in outputs if osp.isfile(osp.join(out, n)) and osp.getmtime(osp.join(out, n)) >= started - 1]
+        print(f'written: {out}/{", ".join(written)}')
     if failed:
         print(f'{len(failed)} jobs failed or were skipped: {", ".join(failed)}. Rerun to retry them.', file=sys.stderr)
         return 1
