@@ -134,7 +134,7 @@ def test_ablation_trains_evaluates_summarises_and_resumes(tmp_path, capsys):
     assert '### Learning curves: paired gap to `scratch`' in table and osp.getsize(osp.join(out, 'curves.png')) > 10000
     # the last line names the files this summary wrote, and only those (no family plot without a family)
     assert printed.rstrip().splitlines()[-1] == (f'written: {out}/table.md, table.csv, summary.json, ablation.png, '
-                                                  'curves.json, curves.png')
+                                                  'differences.json, curves.json, curves.png')
     gap = json.load(open(osp.join(out, 'curves.json')))['runs']['sd']['gap']
     assert gap['mean'][-1] == pytest.approx(results['sd__s0__iterations']['curve'][-1][1]
                                             - results['scratch__s0__iterations']['curve'][-1][1])

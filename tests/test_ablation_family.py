@@ -4,7 +4,14 @@ import os.path as osp
 
 import pytest
 
-from srdistill.ablation.family import check_family, family_comparison, family_table, write_family
+from srdistill.ablation.family import (
+    check_family,
+    control_comparison,
+    control_table,
+    family_comparison,
+    family_table,
+    write_family,
+)
 from srdistill.ablation.stats import t_interval
 from srdistill.utils.errors import UserError
 
@@ -66,16 +73,50 @@ def test_table_and_files(tmp_path):
     assert table[0] == '| exit | alone: iterations (PMAC) | seeds | val: one run / alone, Δ (95% CI images; seeds) |'
     assert table[2].startswith('| e4 | 300 (1.000) | 2 | 28.05 / 27.95, +0.100 [')
     plan = {'family': SPEC, 'evaluate': {'datasets': ['val']}}
-    assert write_family(RESULTS, plan, str(tmp_path)) == '\n'.join(table)
+    assert write_family(RESULTS, plan, str(tmp_path)) == ('\n'.join(table), '')  # no control in the plan
     saved = json.load(open(osp.join(tmp_path, 'family.json')))
     assert [r['exit'] for r in saved] == [4, 8] and osp.getsize(osp.join(tmp_path, 'family.png')) > 0
-    assert write_family(RESULTS, {'evaluate': {'datasets': ['val']}}, str(tmp_path)) == ''
+    assert not osp.exists(osp.join(tmp_path, 'family_control.json'))
+    assert write_family(RESULTS, {'evaluate': {'datasets': ['val']}}, str(tmp_path)) == ('', '')
+
+
+# the same exits without distillation: exit 4 0.2 dB below the family run's in both seeds, exit 8 as high
+CONTROL = [
+    _result('family_pixel', 0, {'a': {'e4': 28.8, 'e8': 30.0, 'e32': 31.0}, 'b': {'e4': 26.8, 'e8': 28.0, 'e32': 29.0}},
+            'e8', macs=4 * 10**15),
+    _result('family_pixel', 1, {'a': {'e4': 29.0, 'e8': 30.2, 'e32': 31.0}, 'b': {'e4': 26.8, 'e8': 28.4, 'e32': 29.0}},
+            'e8', macs=4 * 10**15),
+]
+
+
+def test_the_control_separates_what_distillation_adds():
+    spec = dict(SPEC, control='family_pixel')
+    records = control_comparison(RESULTS + CONTROL, spec, ['val'])
+    assert [(r['exit'], r['control_run']) for r in records] == [(4, 'family_pixel'), (8, 'family_pixel')]
+    e4, e8 = records
+    assert e4['per_seed'] == pytest.approx([0.2, 0.2]) and e4['mean'] == pytest.approx(0.2)
+    assert e4['family_psnr'] == pytest.approx(28.05) and e4['control_psnr'] == pytest.approx(27.85)
+    assert e8['per_seed'] == pytest.approx([0.0, 0.0]) and e8['ci_seeds'] == pytest.approx([0.0, 0.0])
+    assert control_comparison(RESULTS + CONTROL, SPEC, ['val']) == []  # no control named
+    assert control_comparison(RESULTS, spec, ['val']) == []  # no control results yet
+    table = control_table(records, ['val']).splitlines()
+    assert table[0] == '| exit | seeds | val: one run / control, Δ (95% CI images; seeds) |'
+    assert table[2].startswith('| e4 | 2 | 28.05 / 27.85, +0.200 [')
+
+
+def test_the_control_is_written_beside_the_family(tmp_path):
+    plan = {'family': dict(SPEC, control='family_pixel'), 'evaluate': {'datasets': ['val']}}
+    family, control = write_family(RESULTS + CONTROL, plan, str(tmp_path))
+    assert family.startswith('| exit | alone') and control.startswith('| exit | seeds | val: one run / control')
+    saved = json.load(open(osp.join(tmp_path, 'family_control.json')))
+    assert [r['exit'] for r in saved] == [4, 8] and saved[0]['mean'] == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize('spec, message', [
     ({'run': 'family', 'alone': {4: 'nope'}}, r"option `family` names \['nope'\]"),
     ({'run': 'family'}, 'option `family` must be'),
     ({'run': 'family', 'alone': {'four': 'alone4'}}, "exit depths .* got \\['four'\\]"),
+    ({'run': 'family', 'alone': {4: 'alone4'}, 'control': 'nope'}, r"option `family` names \['nope'\]"),
 ])
 def test_a_bad_family_option_is_named(spec, message):
     plan = {'family': spec, 'runs': {'family': {}, 'alone4': {}}}

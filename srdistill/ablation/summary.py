@@ -194,13 +194,18 @@ def write_summary(plan, out_dir, results=None):
                  'mean over seeds [95% t interval over seeds]; the curves against iterations and training '
                  'multiply-adds are in `curves.png`, their values in `curves.json` (srdistill/ablation/curves.py).', '',
                  gaps, '']
-    family = write_family(results, plan, out_dir)
+    family, control = write_family(results, plan, out_dir)
     if family:
         text += [f"### Question 3: each exit of `{plan['family']['run']}` against the same network trained alone "
                  '(last checkpoint, dB)', '',
                  "PSNR of the one run's exit / of the network alone (mean over the paired seeds), and their paired "
                  'per-image difference with 95% t intervals over images and over seeds; ** both exclude zero; the '
                  'plot is `family.png`, the values `family.json` (srdistill/ablation/family.py).', '', family, '']
+    if control:
+        text += [f"### Question 3's control: each exit of `{plan['family']['run']}` against the same exit of "
+                 f"`{plan['family']['control']}` (last checkpoint, dB)", '',
+                 'What the distillation adds to one run with shared exits: the same statistics, the values in '
+                 '`family_control.json`.', '', control, '']
     with open(osp.join(out_dir, 'table.md'), 'w') as f:
         f.write('\n'.join(text))
     write_csv(rows, osp.join(out_dir, 'table.csv'))
