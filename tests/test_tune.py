@@ -3,6 +3,7 @@ image crops), scored on a validation split only, stored on disk and resumed."""
 import csv
 import json
 import os
+import shutil
 
 import optuna
 import pytest
@@ -10,9 +11,17 @@ import yaml
 from conftest import make_paired_folder, write_opt
 
 from srdistill.ablation.plan import run_options
-from srdistill.ablation.runner import AblationRunner
+from srdistill.ablation.runner import AblationRunner, TrainingStopped
 from srdistill.tuning.pruner import should_stop
-from srdistill.tuning.study import load_tune_plan, open_study, run_fragment, trial_name, trial_options
+from srdistill.tuning.study import (
+    load_tune_plan,
+    open_study,
+    run_fragment,
+    runner_plan,
+    trial_job,
+    trial_name,
+    trial_options,
+)
 from srdistill.tuning.tune_cli import main
 from srdistill.utils.errors import UserError
 
@@ -245,8 +254,8 @@ def test_a_pruned_trial_stops_its_training_and_the_study_goes_on(tune_file, tmp_
     assert pruned.user_attrs['pruned_at'][0] == 5 and pruned.intermediate_values == {5: pruned.user_attrs[
         'pruned_at'][1]}
     assert not os.path.exists(os.path.join(out, 'results', f'{job}.json'))
-    states = os.listdir(os.path.join(out, 'experiments', job, 'training_states'))
-    assert max(int(s.split('.')[0]) for s in states) < 100  # its training was stopped, not run to the end
+    # (that the training process itself stops, long before its end: the runner test below; here the few tiny
+    # iterations left after checkpoint 5 may end while that checkpoint is scored)
     with open(os.path.join(out, 'logs', f'{job}.log')) as f:
         assert 'training stopped at iteration 5' in f.read()
     with open(os.path.join(out, 'progress', f'{job}.json')) as f:  # its checkpoint's scores are kept
@@ -257,3 +266,60 @@ def test_a_pruned_trial_stops_its_training_and_the_study_goes_on(tune_file, tmp_
     # a rerun counts the pruned trial as finished
     assert main(['-opt', str(path), '--trials', '2', '--out', out]) == 0
     assert len(optuna.load_study(study_name='tiny_tune', storage=f'sqlite:///{out}/study.db').trials) == 2
+
+
+def test_an_unfinished_trial_is_carried_to_a_fresh_checkout(tune_file, tmp_path, capsys):
+    """--carry packs the state of a trial left RUNNING; a checkout without experiments/ resumes that trial from it."""
+    out = str(tmp_path / 'study')
+    assert main(['-opt', tune_file, '--trials', '1', '--out', out]) == 0
+    capsys.readouterr()
+    study = optuna.load_study(study_name='tiny_tune', storage=f'sqlite:///{out}/study.db')
+    values, job = study.trials[0].user_attrs['values'], study.trials[0].user_attrs['job']
+    # make its training an interrupted one: result, last weights and last state gone, the state of iteration 2 left
+    exp = os.path.join(out, 'experiments', job)
+    os.remove(os.path.join(out, 'results', f'{job}.json'))
+    for name in ('models/net_g_latest.pth', 'models/net_g_4.pth', 'training_states/4.state'):
+        if os.path.exists(os.path.join(exp, name)):
+            os.remove(os.path.join(exp, name))
+    # a tuner killed in the middle of a trial with the same parameters (so the same training folder)
+    study.enqueue_trial(study.trials[0].params)
+    running = study.ask(fixed_distributions=study.trials[0].distributions)
+    running.set_user_attr('values', values)
+    assert main(['-opt', tune_file, '--out', out, '--carry']) == 0
+    printed = capsys.readouterr().out
+    assert sorted(os.listdir(os.path.join(out, 'resume', job))) == ['2.state', 'net_g_2.pth']
+    assert 'git add ' in printed and 'study.db' in printed and f'progress/{job}.json' in printed
+    assert [t.state.name for t in study.trials] == ['COMPLETE', 'RUNNING']  # --carry only reads the study
+
+    shutil.rmtree(os.path.join(out, 'experiments'))  # a fresh checkout: only what git carried is left
+    assert main(['-opt', tune_file, '--trials', '2', '--out', out]) == 0
+    assert 'resuming from the state carried at iteration 2' in capsys.readouterr().out
+    study = optuna.load_study(study_name='tiny_tune', storage=f'sqlite:///{out}/study.db')
+    assert [t.state.name for t in study.trials] == ['COMPLETE', 'FAIL', 'COMPLETE']
+    assert study.trials[2].user_attrs['job'] == job and study.trials[2].user_attrs['resumes'] == 1
+    assert not os.path.exists(os.path.join(out, 'resume', job))  # used, then cleared
+    assert main(['-opt', tune_file, '--out', out, '--carry']) == 0
+    assert 'nothing to carry' in capsys.readouterr().out
+
+
+def test_carry_without_a_study_is_named(tune_file, tmp_path):
+    with pytest.raises(UserError, match='no study.db here'):
+        main(['-opt', tune_file, '--out', str(tmp_path / 'nowhere'), '--carry'])
+
+
+def test_the_runner_stops_a_training_when_its_caller_asks(tune_file, tmp_path, monkeypatch):
+    """run_job(job, on_checkpoint): each periodic checkpoint is passed while training runs; True stops the process."""
+    plan = dict(load_tune_plan(tune_file), iterations=5000, val_freq=5)  # minutes of tiny training if not stopped
+    monkeypatch.setattr(AblationRunner, 'poll_s', 0.2)
+    out = str(tmp_path / 'runs')
+    runner = AblationRunner(runner_plan(plan), [], out)
+    job = trial_job(plan, {'train.pixel_opt.distill_weight': 0.1, 'network_g.exits': [2]})
+    seen = []
+    with pytest.raises(TrainingStopped) as stop:
+        runner.run_job(job, lambda it, path: seen.append((it, os.path.isfile(path))) or it >= 10)
+    assert stop.value.iteration == 10 and seen == [(5, True), (10, True)]
+    states = os.listdir(os.path.join(out, 'experiments', job['name'], 'training_states'))
+    assert max(int(s.split('.')[0]) for s in states) < 5000  # the process was stopped, not run to its end
+    assert not os.path.exists(runner.result_path(job))
+    with open(os.path.join(out, 'logs', f'{job["name"]}.log')) as f:
+        assert 'training stopped at iteration 10' in f.read()

@@ -223,12 +223,37 @@ def make_sampler(plan, offset=0):
     return getattr(optuna.samplers, kind)(**spec)
 
 
+def storage_url(out_dir):
+    """The Optuna storage of a study: ``<out_dir>/study.db`` (SQLite)."""
+    return f'sqlite:///{osp.abspath(out_dir)}/study.db'
+
+
+def interrupted_jobs(plan, out_dir):
+    """The runner jobs of the trials that have not finished: RUNNING (a tuner at work, or killed) or FAIL (queued
+    again by :func:`open_study`). The study is only read.
+
+    Raises:
+        UserError: When ``<out_dir>`` holds no study.
+    """
+    import optuna
+    from optuna.trial import TrialState
+    if not osp.isfile(osp.join(out_dir, 'study.db')):
+        raise UserError(f'{out_dir}: no study.db here; give the --out of the study to carry.')
+    study = optuna.load_study(study_name=plan['name'], storage=storage_url(out_dir))
+    jobs = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
+        if 'values' in trial.user_attrs:  # set when its training started
+            job = trial_job(plan, trial.user_attrs['values'])
+            jobs[job['name']] = job
+    return list(jobs.values())
+
+
 def open_study(plan, out_dir):
     """The study stored in ``<out_dir>/study.db``, created or resumed; interrupted trials are queued again."""
     import optuna
     from optuna.trial import TrialState
     os.makedirs(out_dir, exist_ok=True)
-    study = optuna.create_study(study_name=plan['name'], storage=f'sqlite:///{osp.abspath(out_dir)}/study.db',
+    study = optuna.create_study(study_name=plan['name'], storage=storage_url(out_dir),
                                 direction='maximize', load_if_exists=True,
                                 pruner=make_pruner(plan.get('pruner'), plan['path']))
     trials = study.get_trials(deepcopy=False)

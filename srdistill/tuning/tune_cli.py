@@ -2,7 +2,9 @@
 
 Each trial trains the options it draws (through the ablation runner: the same training, resuming and evaluation as
 ``tools/ablate.py``) and scores the student exit's best PSNR on ``select_on``. Rerun the command to go on: the study is
-stored in ``<out>/study.db``, finished trials are kept and an interrupted one resumes.
+stored in ``<out>/study.db``, finished trials are kept and an interrupted one resumes. To resume it in a fresh
+checkout (the training folders under ``<out>/experiments`` are not committed), run ``--carry`` before the sitting
+ends and commit the files it prints, as with ``tools/ablate.py --carry``.
 """
 import argparse
 import csv
@@ -15,6 +17,7 @@ import yaml
 from srdistill.ablation.runner import AblationRunner, TrainingStopped
 from srdistill.tuning.study import (
     baseline_job,
+    interrupted_jobs,
     load_tune_plan,
     open_study,
     run_fragment,
@@ -36,6 +39,9 @@ def parse_args(argv=None):
                    help='start no new trial after this many minutes (the running one finishes); rerun to go on')
     p.add_argument('--device', default=None, help='evaluation device (default: cuda when present, else cpu)')
     p.add_argument('--summary-only', action='store_true', help='only (re)write trials.csv and best.json')
+    p.add_argument('--carry', action='store_true',
+                   help='pack the unfinished trials\' training states for the next sitting and print the files to '
+                        'commit (a fresh checkout then resumes them); trains nothing')
     return p.parse_args(argv)
 
 
@@ -136,12 +142,27 @@ def write_best_run(best, plan, path):
         yaml.safe_dump({'tuned': run}, f, sort_keys=False, default_flow_style=None)
 
 
+def carry(plan, out, device=None):
+    """``--carry``: the ablation runner's carry (srdistill/ablation/carry.py) for the unfinished trials."""
+    files = AblationRunner(runner_plan(plan), interrupted_jobs(plan, out), out, device=device).carry_over()
+    if not files:
+        print('nothing to carry: no unfinished trial has a training state.')
+        return 0
+    files.append(osp.join(out, 'study.db'))  # it holds the unfinished trial, queued again on the next run
+    size = sum(osp.getsize(f) for f in files) / 2**20
+    print(f'to carry the unfinished trials to the next sitting, commit ({size:.1f} MB):\n  git add '
+          + ' '.join(osp.relpath(f) for f in files))
+    return 0
+
+
 def main(argv=None):
     import optuna
     from optuna.trial import TrialState
     args = parse_args(argv)
     plan = load_tune_plan(args.opt)
     out = args.out or osp.join('experiments', 'tuning', plan['name'])
+    if args.carry:
+        return carry(plan, out, args.device)
     study = open_study(plan, out)
     if not args.summary_only:
         target = args.trials if args.trials is not None else plan.get('trials', 20)
