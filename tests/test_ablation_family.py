@@ -122,3 +122,11 @@ def test_a_bad_family_option_is_named(spec, message):
     plan = {'family': spec, 'runs': {'family': {}, 'alone4': {}}}
     with pytest.raises(UserError, match=message):
         check_family(plan, 'plan.yml')
+
+
+def test_the_plot_is_drawn_with_one_seed(tmp_path):
+    one_seed = [r for r in RESULTS if r['seed'] == 0]
+    records = family_comparison(one_seed, SPEC, ['val'])
+    assert records and all(r['ci_seeds'] is None and len(r['per_seed']) == 1 for r in records)
+    write_family(one_seed, {'family': SPEC, 'evaluate': {'datasets': ['val']}}, str(tmp_path))
+    assert osp.getsize(osp.join(tmp_path, 'family.png')) > 0

@@ -172,28 +172,45 @@ def control_table(records, datasets):
 
 
 def plot_family(records, datasets, path, control=()):
-    """One panel per set: PSNR against depth, the one run's exits against each network trained alone (and the
-    control's exits, when ``control`` records are given)."""
+    """Two rows of panels, one column per set. Top: PSNR against depth, the one run's exits against each network
+    trained alone (and the control's exits, when ``control`` records are given). Bottom: the paired difference, one
+    run minus alone, with its 95% interval over seeds (when there are two seeds or more) and each seed's difference
+    as a dot, so that a gain that holds in every seed can be told from one seed's luck."""
     import matplotlib  # here, not at import: load_plan imports this module for check_family
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], datasets):
+    fig, axes = plt.subplots(2, len(datasets), figsize=(3.6 * len(datasets), 5.8), squeeze=False, sharex=True,
+                             gridspec_kw={'height_ratios': [3, 2]})
+    for top, bottom, name in zip(axes[0], axes[1], datasets):
         rows = sorted((r for r in records if r['dataset'] == name), key=lambda r: r['exit'])
         depths = [r['exit'] for r in rows]
-        ax.plot(depths, [r['family_psnr'] for r in rows], 'o-', label='one run (exits)')
-        ax.plot(depths, [r['alone_psnr'] for r in rows], 's--', label='each alone (its share of compute)')
+        top.plot(depths, [r['family_psnr'] for r in rows], 'o-', label='one run (exits)')
+        top.plot(depths, [r['alone_psnr'] for r in rows], 's--', label='each alone (its share of compute)')
         ctrl = sorted((r for r in control if r['dataset'] == name), key=lambda r: r['exit'])
         if ctrl:
-            ax.plot([r['exit'] for r in ctrl], [r['control_psnr'] for r in ctrl], '^:',
-                    label=f"{ctrl[0]['control_label']}")
-        ax.set_xscale('log', base=2)
-        ax.set_xticks(depths, [str(d) for d in depths])
-        ax.set_xlabel('residual blocks')
-        ax.set_title(name, fontsize=9)
-        ax.grid(alpha=0.3)
+            top.plot([r['exit'] for r in ctrl], [r['control_psnr'] for r in ctrl], '^:',
+                     label=f"{ctrl[0]['control_label']}")
+        top.set_title(name, fontsize=9)
+        bottom.axhline(0, color='0.5', lw=0.8)
+        for r in rows:
+            if r.get('ci_seeds'):
+                low, high = r['ci_seeds']
+                bottom.errorbar([r['exit']], [r['mean']], yerr=[[r['mean'] - low], [high - r['mean']]], fmt='o',
+                                color='C0', capsize=3)
+            else:
+                bottom.plot([r['exit']], [r['mean']], 'o', color='C0')
+            bottom.plot([r['exit'] * 1.12] * len(r['per_seed']), r['per_seed'], '.', color='0.35', ms=4)  # beside
+        bottom.set_xlabel('residual blocks')
+        for ax in (top, bottom):
+            ax.set_xscale('log', base=2)
+            ax.set_xticks(depths, [str(d) for d in depths])
+            ax.grid(alpha=0.3)
+    seeds = sorted({s for r in records for s in r['seeds']})
     axes[0][0].set_ylabel('PSNR (dB, Y), last checkpoint')
+    axes[1][0].set_ylabel('one run - alone (dB)')
     axes[0][0].legend(fontsize=7)
+    fig.suptitle(f'seeds {", ".join(map(str, seeds))}; bottom: paired difference, mean with its 95% interval over '
+                 'seeds, and each seed (grey dots, to its right)', fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
