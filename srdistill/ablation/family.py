@@ -193,7 +193,7 @@ def plot_family(records, datasets, path, control=()):
         top.set_title(name, fontsize=9)
         bottom.axhline(0, color='0.5', lw=0.8)
         for r in rows:
-            if r.get('ci_seeds'):
+            if r['ci_seeds']:
                 low, high = r['ci_seeds']
                 bottom.errorbar([r['exit']], [r['mean']], yerr=[[r['mean'] - low], [high - r['mean']]], fmt='o',
                                 color='C0', capsize=3)

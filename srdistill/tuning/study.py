@@ -223,9 +223,14 @@ def make_sampler(plan, offset=0):
     return getattr(optuna.samplers, kind)(**spec)
 
 
+def study_path(out_dir):
+    """The file that stores a study: ``<out_dir>/study.db`` (SQLite)."""
+    return osp.join(out_dir, 'study.db')
+
+
 def storage_url(out_dir):
-    """The Optuna storage of a study: ``<out_dir>/study.db`` (SQLite)."""
-    return f'sqlite:///{osp.abspath(out_dir)}/study.db'
+    """The Optuna storage URL of :func:`study_path`."""
+    return f'sqlite:///{osp.abspath(study_path(out_dir))}'
 
 
 def interrupted_jobs(plan, out_dir):
@@ -237,7 +242,7 @@ def interrupted_jobs(plan, out_dir):
     """
     import optuna
     from optuna.trial import TrialState
-    if not osp.isfile(osp.join(out_dir, 'study.db')):
+    if not osp.isfile(study_path(out_dir)):
         raise UserError(f'{out_dir}: no study.db here; give the --out of the study to carry.')
     study = optuna.load_study(study_name=plan['name'], storage=storage_url(out_dir))
     jobs = {}

@@ -22,6 +22,7 @@ from srdistill.tuning.study import (
     open_study,
     run_fragment,
     runner_plan,
+    study_path,
     suggest,
     trial_job,
 )
@@ -148,7 +149,7 @@ def carry(plan, out, device=None):
     if not files:
         print('nothing to carry: no unfinished trial has a training state.')
         return 0
-    files.append(osp.join(out, 'study.db'))  # it holds the unfinished trial, queued again on the next run
+    files.append(study_path(out))  # it holds the unfinished trial, queued again on the next run
     size = sum(osp.getsize(f) for f in files) / 2**20
     print(f'to carry the unfinished trials to the next sitting, commit ({size:.1f} MB):\n  git add '
           + ' '.join(osp.relpath(f) for f in files))
