@@ -38,6 +38,23 @@ def require_shared(*paths):
     pytest.skip(reason)
 
 
+def require_module(name):
+    """Import and return module ``name`` (an optional runtime of the test extra: ncnn, openvino, pnnx); skip the calling
+    test when it is missing, or fail it when the environment says ``CI=true``.
+
+    ``make test`` installs the test extra, so under CI a missing module is a broken install that a skip would hide.
+    """
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        reason = f'{name} is not installed ({err}): pip install -e ".[test]" installs it'
+        if os.environ.get('CI', '').strip().lower() == 'true':
+            pytest.fail(f'{reason}; CI=true, where the test extra is always installed, so this fails instead of '
+                        'skipping', pytrace=False)
+        pytest.skip(reason)
+
+
 def photo_crops(n, size, seed=0):
     """``n`` real HR crops (uint8 BGR, ``size`` x ``size``) cut from scikit-image's astronaut/coffee/chelsea photos."""
     from skimage import data

@@ -42,7 +42,8 @@ def test_fast_training_settings_follow_fp32(tiny_opt, tmp_path, train):
     checks fused Adam (with channels_last) against torch's default Adam."""
     batch = _batch()
     losses = {}
-    for name, settings in (('fp32', {}), ('fast', train)):
+    # the reference is plain fp32 in the default (contiguous) layout: channels_last is on unless switched off
+    for name, settings in (('fp32', {'channels_last': False}), ('fast', train)):
         model = _model(tiny_opt, tmp_path, **settings)
         if 'amp' in settings:
             assert model.amp_dtype == {'bf16': torch.bfloat16, 'fp16': torch.float16}[settings['amp']]

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import photo_crops, write_opt
+from conftest import photo_crops, require_module, write_opt
 
 from srdistill.archs.multi_exit_edsr_arch import MultiExitEDSR
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
@@ -21,9 +21,13 @@ from srdistill.inference.openvino_runner import OpenVinoRunner
 from srdistill.inference.runners import load_runner
 from srdistill.utils.errors import UserError
 
-ncnn = pytest.importorskip('ncnn', reason='pip install ncnn (in the test extra)')
-pytest.importorskip('openvino', reason='pip install openvino (in the test extra)')
-pytest.importorskip('pnnx', reason='pip install pnnx (in the test extra)')
+
+@pytest.fixture(autouse=True, scope='module')
+def _runtimes_installed():
+    """Every test here needs ncnn, OpenVINO and pnnx (the test extra): skipped without them, failed under CI."""
+    for module in ('ncnn', 'openvino', 'pnnx'):
+        require_module(module)
+
 
 RUNNERS = {'ncnn': NcnnRunner, 'openvino': OpenVinoRunner}
 SUFFIX = {'ncnn': '.ncnn.param', 'openvino': '.openvino.xml'}
@@ -92,6 +96,7 @@ def test_ncnn_blobs_and_input_as_chainner_and_realesrgan_ncnn_vulkan_feed_them(e
     layers = parse_param(param.read_text())
     assert layers[0][:4] == ('Input', 'data', [], ['data']) and layers[-1][3] == ['output']
     rgb = np.ascontiguousarray(photo_crops(1, 19)[0][:, :15, ::-1])  # uint8 RGB, 19 x 15
+    ncnn = require_module('ncnn')
     model = ncnn.Net()
     model.opt.use_fp16_storage = model.opt.use_fp16_packed = model.opt.use_fp16_arithmetic = False
     assert model.load_param(str(param)) == 0 and model.load_model(str(out / 'srresnet_e2_x4.ncnn.bin')) == 0

@@ -37,6 +37,19 @@ def test_every_model_kind_runs_the_exit(ckpt, tmp_path):
     assert np.abs(out - expected).max() == 0
 
 
+def test_torch_runner_runs_in_channels_last(ckpt):
+    """tools/infer.py's PyTorch runner puts the network in channels_last (faster on the benchmark CPU, docs/speed.md)
+    and gives what the default layout gives."""
+    path, net = ckpt
+    runner = load_runner(path, exit_depth=2)
+    assert runner.memory_format == torch.channels_last
+    assert runner.net.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = TorchRunner(net, 2, 'cpu', exit_depth=2, channels_last=False)
+    assert plain.net.conv_first.weight.is_contiguous()
+    lr = photo_crops(1, 20)[0]
+    assert np.abs(upscale_image(runner, lr).astype(int) - upscale_image(plain, lr).astype(int)).max() <= 1
+
+
 def test_image_kinds_are_kept(ckpt):
     runner = load_runner(ckpt[0])
     bgr = photo_crops(1, 20)[0]

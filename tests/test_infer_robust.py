@@ -105,17 +105,19 @@ def test_non_finite_weights_are_refused(tmp_path):
         load_runner(edit_onnx('conv_first.weight', 3e38, 'huge.onnx'))
 
 
-@pytest.mark.parametrize('arch, head', [('MultiExitSRResNet', 'full'), ('MultiExitSRResNet', 'light'),
-                                        ('MultiExitEDSR', 'full'), ('MultiExitEDSR', 'light')])
-@pytest.mark.parametrize('scale, depth, exit_depth', [(2, 2, None), (3, 1, None), (4, 3, None), (4, 4, 2),
-                                                      (2, 32, None), (3, 3, 1)])
+_ARCH_HEADS = [('MultiExitSRResNet', 'full'), ('MultiExitSRResNet', 'light'), ('MultiExitEDSR', 'full'),
+               ('MultiExitEDSR', 'light')]
+_SHAPES = [(2, 2, None), (3, 1, None), (4, 3, None), (4, 4, 2), (3, 3, 1)]  # (scale, depth, exit_depth)
+
+
+@pytest.mark.parametrize('arch, head, scale, depth, exit_depth',
+                         [(*a, *s) for a in _ARCH_HEADS for s in _SHAPES]
+                         + [('MultiExitSRResNet', 'full', 2, 32, None)])  # the deep case once: it is the slow one
 def test_receptive_radius_is_exact(arch, head, scale, depth, exit_depth):
     """The SR pixels of one LR pixel ``c`` depend on LR pixels ``c - r .. c + r``, no more, no fewer: with every weight,
     bias and input positive no path cancels and no ReLU is off, so the input gradient is non-zero exactly on the
     receptive field (float64: the longest paths multiply 2 * depth + 3 small weights). For every architecture and
     head, against the architecture's own ``receptive_radius``."""
-    if depth == 32 and (arch, head) != ('MultiExitSRResNet', 'full'):
-        pytest.skip('the deep case once is enough')
     torch.manual_seed(0)
     net = build_network(dict(type=arch, num_feat=4, num_block=depth, upscale=scale, exit_head=head,
                              exits=[exit_depth] if exit_depth else []))

@@ -47,7 +47,10 @@ def test_equal_widths_are_msrresnet_weight_for_weight(scale):
     opt = network_opt_from_state_dict(narrow.state_dict())
     assert opt == dict(type='PrunedMSRResNet', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=scale,
                        block_feat=[4, 8], up_feat=[4] * (scale // 2), hr_feat=6)
-    assert build_network(opt).load_state_dict(narrow.state_dict(), strict=True) is not None
+    rebuilt = build_network(opt).eval()
+    rebuilt.load_state_dict(narrow.state_dict(), strict=True)  # raises on any missing, unexpected or mis-shaped key
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), narrow.eval()(x))
     assert 'PrunedMSRResNet' not in multi_exit_archs()  # it has the interface, not exits
 
 
@@ -239,8 +242,9 @@ def test_prune_cli_writes_a_network_every_tool_reads(tmp_path, capsys):
     ckpt = str(tmp_path / 'multi.pth')
     torch.save({'params': multi.state_dict()}, ckpt)
     out = str(tmp_path / 'e2_g50.pth')
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         prune_main(['prune', '--ckpt', ckpt, '--ratio', '0.5'])  # --out is required
+    assert exc.value.code == 2 and '--out' in capsys.readouterr().err
     assert prune_main(['prune', '--ckpt', ckpt, '--ratio', '0.5', '--out', out]) == 2
     assert 'has outputs [2, 3]: choose the one to prune with --exit' in capsys.readouterr().err
     assert prune_main(['prune', '--ckpt', ckpt, '--exit', '2', '--ratio', '1.2', '--out', out]) == 2

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from basicsr.archs.srresnet_arch import MSRResNet
+from conftest import require_module
 
 from srdistill.benchmark import measure, runtimes
 from srdistill.benchmark.measure import interleaved_ms, spread
@@ -117,7 +118,7 @@ def test_every_runtime_for_real_on_a_tiny_msrresnet(tmp_path):
     """Each conversion is written by the exporter's writers and verified within its tolerance (else the entry would
     be skipped with the converter's message), then timed in its own runtime."""
     for module in ('openvino', 'ncnn', 'pnnx'):
-        pytest.importorskip(module, reason=f'pip install {module} (in the test extra)')
+        require_module(module)
     nets = {'e1': _tiny(1), 'e2': _tiny(2)}
     result = runtime_latencies(nets, (12, 16), warmup=1, repeats=2, tmp_dir=str(tmp_path))
     for label in nets:

@@ -1,6 +1,7 @@
-"""conftest.require_shared: a missing shared-data path skips locally and fails under CI=true (CI always has it)."""
+"""conftest.require_shared and require_module: a missing shared-data path or optional runtime of the test extra skips
+locally and fails under CI=true (CI always has both)."""
 import pytest
-from conftest import require_shared
+from conftest import require_module, require_shared
 
 
 @pytest.mark.parametrize('ci', [None, 'false', '0', ''])
@@ -27,3 +28,13 @@ def test_present_paths_neither_skip_nor_fail(tmp_path, monkeypatch):
     (tmp_path / 'a.png').write_bytes(b'x')
     assert require_shared(tmp_path, tmp_path / 'a.png') is None
 
+
+
+def test_missing_module_skips_outside_ci_and_fails_under_it(monkeypatch):
+    monkeypatch.delenv('CI', raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r'no_such_runtime_xyz is not installed .*pip install -e'):
+        require_module('no_such_runtime_xyz')
+    monkeypatch.setenv('CI', 'true')
+    with pytest.raises(pytest.fail.Exception, match=r'no_such_runtime_xyz is not installed .*CI=true'):
+        require_module('no_such_runtime_xyz')
+    assert require_module('json').dumps([1]) == '[1]'  # present: imported and returned
