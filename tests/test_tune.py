@@ -64,6 +64,8 @@ def test_study_runs_resumes_and_writes_its_summary(tune_file, tmp_path):
         assert 10 < t.value < 40  # a 4-iteration tiny network on real photos: near bicubic, not garbage
     rows = list(csv.DictReader(open(os.path.join(out, 'trials.csv'))))
     assert [r['state'] for r in rows] == ['COMPLETE', 'COMPLETE']
+    with open(os.path.join(out, 'trials.png'), 'rb') as f:  # the curves and results at a glance
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     best = json.load(open(os.path.join(out, 'best.json')))
     assert best['psnr'] == pytest.approx(max(t.value for t in done))
     # best_run.yml: the best trial as an ablation run, which trains with exactly the trial's options
@@ -323,3 +325,32 @@ def test_the_runner_stops_a_training_when_its_caller_asks(tune_file, tmp_path, m
     assert not os.path.exists(runner.result_path(job))
     with open(os.path.join(out, 'logs', f'{job["name"]}.log')) as f:
         assert 'training stopped at iteration 10' in f.read()
+
+
+def test_trials_plot_records_golden_and_png(tmp_path):
+    """trial_records keeps finished and pruned trials (a pruned one's curve from its reports), names the switches on;
+    plot_trials writes a real PNG, with and without a baseline."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from srdistill.tuning.plot import plot_trials, trial_records
+    switch = {'switch.upcycle': CategoricalDistribution([False, True]),
+              'switch.contrast': CategoricalDistribution([False, True])}
+    trials = [create_trial(state=TrialState.COMPLETE, value=26.9, params={'switch.upcycle': False,
+                                                                          'switch.contrast': False},
+                           distributions=switch, user_attrs={'curve': [[500, 26.5], [1000, 26.9]]}),
+              create_trial(state=TrialState.PRUNED, params={'switch.upcycle': True, 'switch.contrast': True},
+                           distributions=switch, intermediate_values={500: 25.0}),
+              create_trial(state=TrialState.RUNNING, params={}, distributions={})]
+    for i, t in enumerate(trials):
+        t.number = i
+    records = trial_records(trials, ['upcycle', 'contrast'])
+    assert records == [dict(number=0, state='COMPLETE', value=26.9, curve=[[500, 26.5], [1000, 26.9]],
+                            methods='no extra method'),
+                       dict(number=1, state='PRUNED', value=None, curve=[[500, 25.0]], methods='upcycle+contrast')]
+    for baseline in ([[500, 26.4], [1000, 26.85]], None):
+        path = plot_trials(records, str(tmp_path / 'trials.png'), baseline, 'tiny')
+        with open(path, 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+        import matplotlib.image
+        assert matplotlib.image.imread(path).shape[:2] == (462, 1210)  # 11 x 4.2 inches at 110 dpi

@@ -15,6 +15,7 @@ from os import path as osp
 import yaml
 
 from srdistill.ablation.runner import AblationRunner, TrainingStopped
+from srdistill.tuning.plot import plot_trials, trial_records
 from srdistill.tuning.study import (
     baseline_job,
     interrupted_jobs,
@@ -39,7 +40,8 @@ def parse_args(argv=None):
     p.add_argument('--stop-after', type=float, default=None, metavar='MIN',
                    help='start no new trial after this many minutes (the running one finishes); rerun to go on')
     p.add_argument('--device', default=None, help='evaluation device (default: cuda when present, else cpu)')
-    p.add_argument('--summary-only', action='store_true', help='only (re)write trials.csv and best.json')
+    p.add_argument('--summary-only', action='store_true',
+                   help='only (re)write trials.csv, trials.png, best.json and best_run.yml')
     p.add_argument('--carry', action='store_true',
                    help='pack the unfinished trials\' training states for the next sitting and print the files to '
                         'commit (a fresh checkout then resumes them); trains nothing')
@@ -86,17 +88,25 @@ def objective_fn(plan, runner):
     return objective
 
 
-def baseline_psnr(out):
-    """The baseline's best PSNR on the objective's set (``<out>/results/baseline.json``), or None before it ran."""
+def baseline_curve(out):
+    """The baseline's validation curve ``[[iteration, PSNR], ...]`` (``<out>/results/baseline.json``), or None before
+    it ran."""
     path = osp.join(out, 'results', 'baseline.json')
     if not osp.isfile(path):
         return None
     with open(path) as f:
-        return max(psnr for _, psnr in json.load(f)['curve'])
+        return json.load(f)['curve']
+
+
+def baseline_psnr(out):
+    """The baseline's best PSNR on the objective's set, or None before it ran."""
+    curve = baseline_curve(out)
+    return None if curve is None else max(psnr for _, psnr in curve)
 
 
 def write_summary(study, out, plan):
     """``trials.csv`` (every trial: state, objective, its gap to the baseline when there is one, parameters),
+    ``trials.png`` (every trial's validation curve and result against the baseline, :mod:`srdistill.tuning.plot`),
     ``best.json`` and ``best_run.yml`` (the best trial as a run of an ablation plan, to confirm it over seeds at a
     longer budget). Returns the best trial or None."""
     from optuna.trial import TrialState
@@ -116,6 +126,11 @@ def write_summary(study, out, plan):
                              t.user_attrs.get('best_iter', ''), pruned_at,
                              '' if pruned_psnr is None else f'{pruned_psnr:.4f}', t.user_attrs.get('job', '')]
                             + [t.params.get(n, '') for n in names])
+    records = trial_records(trials, list(plan['switches']))
+    if records:
+        plot_trials(records, osp.join(out, 'trials.png'), baseline_curve(out),
+                    f'{plan["name"]}: e{plan["student"]} on {plan["select_on"]}, {plan["iterations"]} iterations, '
+                    f'seed {plan["seed"]}; {len(records)} trials')
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     if not done:
         return None
