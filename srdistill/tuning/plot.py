@@ -68,8 +68,8 @@ def plot_trials(records, path, baseline_curve=None, title=''):
             best.append(max(v, best[-1]) if best else v)
         right.step(numbers, [b - (base or 0) for b in best], where='post', color='0.4', lw=1, label='best so far')
         top = max(complete, key=lambda nv: nv[1])
-        right.annotate(f'best: trial {top[0]}', (top[0], top[1] - (base or 0)), fontsize=7, xytext=(4, 4),
-                       textcoords='offset points')
+        right.annotate(f'best: trial {top[0]}', (top[0], top[1] - (base or 0)), fontsize=7, xytext=(-4, 6),
+                       textcoords='offset points', ha='right')
     left.set_xlabel('iteration')
     left.set_ylabel('student PSNR on the validation split (dB)')
     if base is not None:  # the early checkpoints sit far below: keep the end of the curves readable
@@ -83,7 +83,9 @@ def plot_trials(records, path, baseline_curve=None, title=''):
                 Line2D([], [], ls='', marker='x', color='0.4', label='pruned: PSNR where stopped')]
     right.set_xlabel('trial')
     right.set_ylabel('gap to the baseline (dB)' if base is not None else 'PSNR (dB)')
-    right.legend(handles=handles, fontsize=7, loc='lower right')
+    right.legend(handles=handles, fontsize=7, loc='best')
+    low, high = right.get_ylim()
+    right.set_ylim(low, high + 0.08 * (high - low))  # room for the best trial's label
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.suptitle(title or osp.basename(osp.dirname(osp.abspath(path))), fontsize=9)
