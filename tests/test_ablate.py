@@ -2,6 +2,7 @@
 import copy
 import json
 import os
+import re
 import shutil
 from os import path as osp
 
@@ -11,6 +12,7 @@ from conftest import TINY_OPT, make_paired_folder, write_opt
 
 from srdistill.ablation.ablate_cli import main
 from srdistill.ablation.plan import expand, load_plan
+from srdistill.ablation.runner import AblationRunner
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.utils.errors import UserError
 
@@ -200,6 +202,38 @@ def test_the_gpu_budget_is_the_cpu_plan_wider_and_longer(monkeypatch):
         for key in ('runs', 'seeds', 'budgets', 'evaluate', 'student', 'base'):
             assert g[key] == c[key], key
         assert g['overrides']['datasets'] == c['overrides']['datasets']
+
+
+def test_carry_after_stops_running_jobs_at_a_checkpoint_and_carries_them(tmp_path, capsys, monkeypatch):
+    """--carry-after: past its time, a running job stops at its next checkpoint with that checkpoint's state written,
+    is packed as --carry packs it, and the files to commit are named; no result is written and nothing fails."""
+    monkeypatch.setattr(AblationRunner, 'poll_s', 0.2)
+    plan_path = _plan(tmp_path, budgets=('iterations', ))
+    out = str(tmp_path / 'out')
+    # 3 s after the start; 5000 tiny iterations would take minutes, so the run returning says the training was stopped
+    assert main(['-opt', plan_path, '--out', out, '--only', 'sd', '--iterations', '5000', '--carry-after', '0.05']) == 0
+    printed = capsys.readouterr().out
+    assert 'stopped at iteration' in printed and 'git add ' in printed
+    assert not osp.exists(osp.join(out, 'results', 'sd__s0__iterations.json'))
+    exp = osp.join(out, 'experiments', 'sd__s0__iterations')
+    # (a state being written when the process was stopped is a partial file, not a state)
+    states = sorted(int(f[:-len('.state')]) for f in os.listdir(osp.join(exp, 'training_states'))
+                    if re.fullmatch(r'\d+\.state', f))
+    assert 0 < states[-1] < 5000
+    carried = set(os.listdir(osp.join(out, 'resume', 'sd__s0__iterations')))
+    latest = {f'{states[-1]}.state', f'net_g_{states[-1]}.pth'}
+    assert latest <= carried  # the state to resume from, its weights, and the best checkpoint's weights if another
+    assert len(carried - latest) <= 1 and all(re.fullmatch(r'net_g_\d+\.pth', f) for f in carried - latest)
+    progress = json.load(open(osp.join(out, 'progress', 'sd__s0__iterations.json')))
+    assert [int(it) for it in progress['checkpoints']] == list(range(2, states[-1] + 1, 2))
+    with open(osp.join(out, 'logs', 'sd__s0__iterations.log')) as f:
+        assert 'training stopped at iteration' in f.read()
+    # weights saved without their state (stopped between the two saves) are not scored: the resumed run retrains them
+    newer = osp.join(exp, 'models', f'net_g_{states[-1] + 2}.pth')
+    shutil.copy(osp.join(exp, 'models', f'net_g_{states[-1]}.pth'), newer)
+    assert main(['-opt', plan_path, '--out', out, '--only', 'sd', '--iterations', '5000', '--carry']) == 0
+    progress = json.load(open(osp.join(out, 'progress', 'sd__s0__iterations.json')))
+    assert max(int(it) for it in progress['checkpoints']) == states[-1]
 
 
 def test_an_unfinished_job_is_carried_to_a_fresh_checkout(tmp_path, capsys):

@@ -25,12 +25,25 @@ def parse_args(argv=None):
     p.add_argument('--device', default=None, help='evaluation device (default: cuda when present, else cpu)')
     p.add_argument('--stop-after', type=float, default=None, metavar='MIN',
                    help='start no new job after this many minutes (running ones finish); rerun to go on')
+    p.add_argument('--carry-after', type=float, default=None, metavar='MIN',
+                   help='for a sitting that ends: start no new job after this many minutes, stop the running ones at '
+                   'their next checkpoint and carry them as --carry does (rerun the command to go on)')
     p.add_argument('--dry-run', action='store_true', help='print the jobs (iterations, compute) and stop')
     p.add_argument('--carry', action='store_true',
                    help='pack every unfinished job for a later sitting on a fresh checkout (its latest training state '
                    'and scores so far, in <out>/resume and <out>/progress), name the files to commit, and stop')
     p.add_argument('--summary-only', action='store_true', help='only (re)write the table and plot from the results')
     return p.parse_args(argv)
+
+
+def print_carried(files):
+    """Name the files that carry unfinished jobs to the next sitting (:meth:`AblationRunner.carry_over`)."""
+    if files:
+        size = sum(osp.getsize(f) for f in files) / 2**20
+        listed = ' '.join(osp.relpath(f) for f in files)
+        print(f'to carry these jobs to the next sitting, commit ({size:.1f} MB):\n  git add {listed}')
+    else:
+        print('nothing to carry: no unfinished job has a training state.')
 
 
 def main(argv=None):
@@ -63,19 +76,16 @@ def main(argv=None):
                   f'{"same training as " + j["same_as"] if j["same_as"] else ", ".join(j["deps"])}')
         return 0
     if args.carry:
-        files = AblationRunner(plan, jobs, out, device=args.device).carry_over()
-        if files:
-            size = sum(osp.getsize(f) for f in files) / 2**20
-            listed = ' '.join(osp.relpath(f) for f in files)
-            print(f'to carry these jobs to the next sitting, commit ({size:.1f} MB):\n  git add {listed}')
-        else:
-            print('nothing to carry: no unfinished job has a training state.')
+        print_carried(AblationRunner(plan, jobs, out, device=args.device).carry_over())
         return 0
+    failed = []
     if not args.summary_only:
-        failed = AblationRunner(plan, jobs, out, parallel=args.jobs, device=args.device,
-                                stop_after=None if args.stop_after is None else 60 * args.stop_after).run()
-    else:
-        failed = []
+        seconds = {key: None if getattr(args, key) is None else 60 * getattr(args, key)
+                   for key in ('stop_after', 'carry_after')}
+        runner = AblationRunner(plan, jobs, out, parallel=args.jobs, device=args.device, **seconds)
+        failed = runner.run()
+        if runner.stopped:
+            print_carried(runner.carry_over())
     started = time.time()
     rows = write_summary(plan, out)
     if rows:

@@ -59,14 +59,19 @@ class AblationRunner:
     """
 
     poll_s = 10  # seconds between looks for a new checkpoint while training (``on_checkpoint`` of :meth:`run_job`)
+    state_wait_s = 300  # at most this long, after a checkpoint's weights, for its training state (carry_after)
 
-    def __init__(self, plan, jobs, out_dir, parallel=1, device=None, log=print, stop_after=None):
+    def __init__(self, plan, jobs, out_dir, parallel=1, device=None, log=print, stop_after=None, carry_after=None):
         self.plan, self.jobs, self.out = plan, jobs, osp.abspath(out_dir)
         self.parallel = max(1, parallel)
         self.device = torch.device(device) if device else default_device()
         self.log = log
         self.by_name = {j['name']: j for j in jobs}
-        self.deadline = None if stop_after is None else time.time() + stop_after
+        now = time.time()
+        limits = [now + s for s in (stop_after, carry_after) if s is not None]
+        self.deadline = min(limits) if limits else None  # no new job after it
+        self.carry_deadline = None if carry_after is None else now + carry_after  # running jobs stop after it
+        self.stopped = []  # jobs stopped at a checkpoint after carry_deadline, for carry_over
         self._locks = {j['name']: threading.Lock() for j in jobs}
         self.env = dict(os.environ)
         if parallel > 1 and 'OMP_NUM_THREADS' not in self.env:  # jobs side by side share the CPU cores
@@ -95,7 +100,8 @@ class AblationRunner:
         with ThreadPoolExecutor(self.parallel) as pool:
             while pending or running:
                 if self.deadline is not None and time.time() > self.deadline and pending:
-                    self.log(f'--stop-after reached: {len(pending)} jobs left for the next run of this command')
+                    self.log(f'time is up (--stop-after or --carry-after): {len(pending)} jobs not started, left '
+                             'for the next run of this command')
                     pending = []
                 # a job whose sources are done goes first, so that a source's weights are used while they are here
                 for job in sorted(pending, key=lambda j: not j['deps']):
@@ -108,7 +114,7 @@ class AblationRunner:
                         self.log(f'skip {job["name"]}: a job it needs failed')
                     elif all(self.is_done(self.by_name[d]) for d in deps):
                         pending.remove(job)
-                        running[pool.submit(self.run_job, job)] = job
+                        running[pool.submit(self.run_job, job, self._carry_hook(job))] = job
                 if not running:
                     break
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -116,10 +122,30 @@ class AblationRunner:
                     job = running.pop(future)
                     try:
                         future.result()
+                    except TrainingStopped as stop:
+                        self.stopped.append(job['name'])
+                        self.log(f'{job["name"]}: stopped at iteration {stop.iteration}, after the --carry-after time')
                     except (RuntimeError, UserError) as err:
                         failed.append(job['name'])
                         self.log(f'FAILED {job["name"]}: {err}')
         return failed
+
+    def _carry_hook(self, job):
+        """The ``on_checkpoint`` of a job under ``carry_after`` (None without it): past that time, stop at the next
+        checkpoint once its training state is written too, so that :meth:`carry_over` packs that iteration."""
+        if self.carry_deadline is None:
+            return None
+        states = osp.join(self.experiment_dir(job), 'training_states')
+
+        def past_deadline(iteration, path):
+            if time.time() < self.carry_deadline:
+                return False
+            waited = 0.0
+            while not osp.isfile(osp.join(states, f'{iteration}.state')) and waited < self.state_wait_s:
+                time.sleep(0.5)  # BasicSR saves the weights, then the state (each written atomically)
+                waited += 0.5
+            return True
+        return past_deadline
 
     def run_job(self, job, on_checkpoint=None):
         """Train (or resume) and evaluate one job, writing ``results/<job>.json``.
@@ -199,7 +225,7 @@ class AblationRunner:
                         proc.kill()
                 proc.wait()
         if stopped is not None:
-            note = f'training stopped at iteration {stopped} by the caller (e.g. a pruned trial)'
+            note = f'training stopped at iteration {stopped} by the caller (a pruned trial, or --carry-after)'
             with open(log_path, 'a') as log:
                 log.write(f'\n[srdistill] {note}\n')
             self.log(f'{job["name"]}: {note}')
@@ -305,13 +331,16 @@ class AblationRunner:
             if self.is_done(job) or job['same_as']:
                 continue
             exp = self.experiment_dir(job)
-            if carry.latest_state(exp) is None:
+            state = carry.latest_state(exp)
+            if state is None:
                 continue
-            checkpoints = dict(self.checkpoints(job, final=False))
+            # weights newer than the state (a process stopped between the two saves) are retrained on resuming:
+            # scoring them now would keep the stopped run's score for the resumed run's checkpoint
+            checkpoints = {it: path for it, path in self.checkpoints(job, final=False) if it <= state[0]}
             progress = self.score_selection(job, checkpoints)
             best = self.selection_curve(progress)[2] if progress else None
             packed = carry.pack(self.out, job, exp, best if best in checkpoints else None)
-            self.log(f'carry {job["name"]}: state of iteration {carry.latest_state(exp)[0]}, '
+            self.log(f'carry {job["name"]}: state of iteration {state[0]}, '
                      f'{len(progress)} checkpoints scored, best so far {best}')
             files += [carry.progress_path(self.out, job)] + packed
         return files
