@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import TINY_OPT, make_paired_folder, write_opt
 
+from srdistill.ablation import carry
 from srdistill.ablation.ablate_cli import main
 from srdistill.ablation.plan import expand, load_plan
 from srdistill.ablation.runner import AblationRunner
@@ -216,24 +217,29 @@ def test_carry_after_stops_running_jobs_at_a_checkpoint_and_carries_them(tmp_pat
     assert 'stopped at iteration' in printed and 'git add ' in printed
     assert not osp.exists(osp.join(out, 'results', 'sd__s0__iterations.json'))
     exp = osp.join(out, 'experiments', 'sd__s0__iterations')
-    # (a state being written when the process was stopped is a partial file, not a state)
-    states = sorted(int(f[:-len('.state')]) for f in os.listdir(osp.join(exp, 'training_states'))
-                    if re.fullmatch(r'\d+\.state', f))
-    assert 0 < states[-1] < 5000
+    last = carry.latest_state(exp)[0]
+    assert 0 < last < 5000
     carried = set(os.listdir(osp.join(out, 'resume', 'sd__s0__iterations')))
-    latest = {f'{states[-1]}.state', f'net_g_{states[-1]}.pth'}
+    latest = {f'{last}.state', f'net_g_{last}.pth'}
     assert latest <= carried  # the state to resume from, its weights, and the best checkpoint's weights if another
     assert len(carried - latest) <= 1 and all(re.fullmatch(r'net_g_\d+\.pth', f) for f in carried - latest)
     progress = json.load(open(osp.join(out, 'progress', 'sd__s0__iterations.json')))
-    assert [int(it) for it in progress['checkpoints']] == list(range(2, states[-1] + 1, 2))
+    assert [int(it) for it in progress['checkpoints']] == list(range(2, last + 1, 2))
     with open(osp.join(out, 'logs', 'sd__s0__iterations.log')) as f:
         assert 'training stopped at iteration' in f.read()
     # weights saved without their state (stopped between the two saves) are not scored: the resumed run retrains them
-    newer = osp.join(exp, 'models', f'net_g_{states[-1] + 2}.pth')
-    shutil.copy(osp.join(exp, 'models', f'net_g_{states[-1]}.pth'), newer)
+    newer = osp.join(exp, 'models', f'net_g_{last + 2}.pth')
+    shutil.copy(osp.join(exp, 'models', f'net_g_{last}.pth'), newer)
     assert main(['-opt', plan_path, '--out', out, '--only', 'sd', '--iterations', '5000', '--carry']) == 0
     progress = json.load(open(osp.join(out, 'progress', 'sd__s0__iterations.json')))
-    assert max(int(it) for it in progress['checkpoints']) == states[-1]
+    assert max(int(it) for it in progress['checkpoints']) == last
+
+
+@pytest.mark.parametrize('flag', ['--stop-after', '--carry-after'])
+def test_a_negative_time_limit_is_refused(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as exit_:
+        main(['-opt', 'plan.yml', flag, '-5'])
+    assert exit_.value.code == 2 and f'{flag}: -5.0 minutes' in capsys.readouterr().err
 
 
 def test_an_unfinished_job_is_carried_to_a_fresh_checkout(tmp_path, capsys):

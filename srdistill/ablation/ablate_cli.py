@@ -33,7 +33,12 @@ def parse_args(argv=None):
                    help='pack every unfinished job for a later sitting on a fresh checkout (its latest training state '
                    'and scores so far, in <out>/resume and <out>/progress), name the files to commit, and stop')
     p.add_argument('--summary-only', action='store_true', help='only (re)write the table and plot from the results')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for flag in ('--stop-after', '--carry-after'):
+        minutes = getattr(args, flag[2:].replace('-', '_'))
+        if minutes is not None and minutes < 0:
+            p.error(f'{flag}: {minutes} minutes; give the minutes from now (0 or more).')
+    return args
 
 
 def print_carried(files):
