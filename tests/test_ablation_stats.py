@@ -1,7 +1,7 @@
 """Paired per-image differences between ablation runs and their confidence intervals: hand-computed cases."""
 import pytest
 
-from srdistill.ablation.stats import difference_table, excludes_zero, paired_difference, t_interval
+from srdistill.ablation.stats import below_bar, difference_table, excludes_zero, paired_difference, t_interval
 
 
 def _result(run, seed, psnrs, budget='iterations'):
@@ -43,3 +43,18 @@ def test_difference_table_lists_each_run_against_the_reference():
     lines, records = difference_table(results, ['Set5'])
     assert len(lines) == 3 and lines[2].startswith('| iterations | sd | 2 | +0.200')
     assert records[0]['mean'] == pytest.approx(0.2) and records[0]['reference'] == 'scratch'
+
+
+def test_below_bar_needs_three_seeds_and_an_upper_bound_under_the_shipping_bar():
+    base = [_result('scratch', s, {'x': 30.0, 'y': 28.0}) for s in range(3)]
+    # per-seed set means -0.01, 0.0, +0.01: mean 0, interval over seeds 0 ± 4.302653 * 0.01 / sqrt(3) = ±0.0248
+    flat = [_result('m', s, {'x': 30.0 + 0.01 * (s - 1), 'y': 28.0 + 0.01 * (s - 1)}) for s in range(3)]
+    diff = paired_difference(flat, base, 'Set5')
+    assert diff['ci_seeds'][1] == pytest.approx(4.302653 * 0.01 / 3**0.5, rel=1e-5)
+    assert below_bar(diff) is True
+    assert below_bar(paired_difference(flat[:2], base, 'Set5')) is False  # two seeds: too few to stop on
+    # per-seed means +0.05, +0.15, +0.25: upper end 0.15 + 4.302653 * 0.1 / sqrt(3) = 0.398, above the bar
+    wide = [_result('m', s, {'x': 30.05 + 0.1 * s, 'y': 28.05 + 0.1 * s}) for s in range(3)]
+    assert below_bar(paired_difference(wide, base, 'Set5')) is False
+    lines, records = difference_table(base + flat, ['Set5'])
+    assert records[0]['below_bar'] is True and lines[-1].endswith(' † |')

@@ -9,11 +9,16 @@ best) checkpoint. The difference of run A against run B on a set is taken image 
 - ``ci_seeds``: a t interval over seeds of the per-seed set-mean differences (how much it depends on the training
   run; with 5 seeds, t has 4 degrees of freedom).
 
-A gain is called real only when *both* intervals exclude zero.
+A gain is called real only when *both* intervals exclude zero. A run whose interval over seeds, from at least
+``FUTILITY_MIN_SEEDS`` seeds, ends below ``SHIP_BAR_DB`` on a set cannot meet the shipping rule there
+(:func:`below_bar`; docs/protocol.md, "Seeds and statistics").
 """
 import statistics
 
 from scipy import stats as scipy_stats
+
+SHIP_BAR_DB = 0.1  # the gain over scratch a recipe needs on every test set to ship (docs/protocol.md)
+FUTILITY_MIN_SEEDS = 3  # fewer seeds leave the interval over seeds too wide to stop a candidate on
 
 
 def t_interval(values, level=0.95):
@@ -73,6 +78,15 @@ def excludes_zero(diff):
     return all(lo > 0 for lo, _ in intervals) or all(hi < 0 for _, hi in intervals)
 
 
+def below_bar(diff, bar=SHIP_BAR_DB, min_seeds=FUTILITY_MIN_SEEDS):
+    """True when at least ``min_seeds`` paired seeds put the upper end of the interval over seeds below ``bar``.
+
+    Such a run's gain on that set is below the shipping bar with 95% confidence, so more seeds would not make it ship.
+    """
+    ci = diff.get('ci_seeds')
+    return bool(ci is not None and len(diff['seeds']) >= min_seeds and ci[1] < bar)
+
+
 def difference_table(results, datasets, reference='scratch', key='last'):
     """Markdown rows of every run against ``reference`` per budget and set. Returns (lines, records)."""
     groups = {}
@@ -89,7 +103,10 @@ def difference_table(results, datasets, reference='scratch', key='last'):
         cells, seeds = [], 0
         for name in datasets:
             diff = paired_difference(group, base, name, key)
-            records.append(dict(budget=budget, run=run, reference=reference, dataset=name, key=key, **(diff or {})))
+            record = dict(budget=budget, run=run, reference=reference, dataset=name, key=key, **(diff or {}))
+            if diff:
+                record['below_bar'] = below_bar(diff)
+            records.append(record)
             cells.append('—' if diff is None else _cell(diff))
             seeds = max(seeds, len(diff['seeds']) if diff else 0)
         lines.append(f'| {budget} | {group[0]["label"]} | {seeds} | ' + ' | '.join(cells) + ' |')
@@ -100,5 +117,5 @@ def _cell(diff):
     def fmt(ci):
         return 'n/a' if ci is None else f'[{ci[0]:+.3f}, {ci[1]:+.3f}]'
 
-    mark = ' **' if excludes_zero(diff) else ''
+    mark = (' **' if excludes_zero(diff) else '') + (' †' if below_bar(diff) else '')
     return f"{diff['mean']:+.3f} {fmt(diff['ci_images'])}; {fmt(diff['ci_seeds'])}{mark}"

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from srdistill.ablation.curves import write_curves  # noqa: E402
 from srdistill.ablation.family import write_family  # noqa: E402
-from srdistill.ablation.stats import difference_table  # noqa: E402
+from srdistill.ablation.stats import FUTILITY_MIN_SEEDS, SHIP_BAR_DB, difference_table  # noqa: E402
 
 
 def load_results(out_dir):
@@ -183,8 +183,9 @@ def write_summary(plan, out_dir, results=None):
     if records:  # another run to compare with the reference
         text += [f'### Paired per-image differences against `{reference}` (last checkpoint, dB)', '',
                  'Mean over the seeds both runs have and all images; 95% t intervals over images (of the '
-                 'seed-averaged differences) and over seeds (of the per-seed set means); ** both exclude zero '
-                 '(srdistill/ablation/stats.py).', ''] + lines + ['']
+                 'seed-averaged differences) and over seeds (of the per-seed set means); ** both exclude zero; '
+                 f'† the interval over seeds ({FUTILITY_MIN_SEEDS} seeds or more) ends below +{SHIP_BAR_DB} dB, '
+                 'the shipping bar (srdistill/ablation/stats.py, docs/protocol.md).', ''] + lines + ['']
         with open(osp.join(out_dir, 'differences.json'), 'w') as f:
             json.dump(records, f, indent=1)
     gaps = write_curves(results, out_dir, plan['student'], ev['select_on'], reference)
