@@ -8,12 +8,13 @@ from os import path as osp
 
 import pytest
 import yaml
-from conftest import TINY_OPT, make_paired_folder, write_opt
+from conftest import REPO, TINY_OPT, make_paired_folder, write_opt
 
 from srdistill.ablation import carry
 from srdistill.ablation.ablate_cli import main
 from srdistill.ablation.plan import expand, load_plan
 from srdistill.ablation.runner import AblationRunner
+from srdistill.ablation.summary import write_summary
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.utils.errors import UserError
 
@@ -275,3 +276,17 @@ def test_an_unfinished_job_is_carried_to_a_fresh_checkout(tmp_path, capsys):
     assert not osp.exists(osp.join(out, 'resume', 'sd__s0__iterations'))
     assert main(['-opt', plan_path, '--out', out, '--only', 'sd', '--carry']) == 0
     assert 'nothing to carry' in capsys.readouterr().out
+
+
+def test_the_summary_names_the_seeds_of_its_results_not_of_the_command(tmp_path):
+    """`--seeds 1 2` runs two seeds, but the tables cover every result in the folder: the protocol line says so."""
+    src = osp.join(REPO, 'docs', 'protocol_v2', 'protocol_v2_cpu_x4', 'results')
+    os.makedirs(tmp_path / 'results')
+    for name in ('scratch__s0__iterations.json', 'scratch__s3__iterations.json', 'sd_l1__s0__iterations.json'):
+        shutil.copy(osp.join(src, name), tmp_path / 'results' / name)
+    plan = load_plan(osp.join(REPO, 'options', 'protocol_v2_cpu.yml'))
+    plan['seeds'] = [1, 2]  # what `--seeds 1 2` leaves in the plan
+    rows = write_summary(plan, str(tmp_path))
+    table = open(tmp_path / 'table.md').read()
+    assert "mean ± sample std over each run's seeds ([0, 3] in results/)" in table
+    assert {(r['run'], len(r['seeds'])) for r in rows} >= {('scratch', 2), ('sd_l1', 1)}

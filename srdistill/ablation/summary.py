@@ -171,7 +171,8 @@ def write_summary(plan, out_dir, results=None):
         return rows
     protocol = (f"x{plan['base_opt']['scale']}; exit {plan['student']}; Y-PSNR/SSIM (MATLAB rgb2ycbcr, border = "
                 f"scale); "
-                f"mean ± sample std over seeds {plan['seeds']}; 'last' = final checkpoint, 'best' = the checkpoint "
+                f"mean ± sample std over each run's seeds ({sorted({r['seed'] for r in results})} in results/); "
+                f"'last' = final checkpoint, 'best' = the checkpoint "
                 f"best on {ev['select_on']} (validation set, so its own 'best' is optimistic and not shown), "
                 f"evaluated on the other sets; compute = training multiply-adds (3 x forward per step), sources "
                 f"(inherited weights, external teacher) included.")
