@@ -71,6 +71,7 @@ def _plan(tmp_path, seeds=(0, ), budgets=('iterations', 'compute')):
             'hint_at': {'network_g': {'hint_adapters': True}, 'train': {'distill_opts': [
                 {'type': 'HintLoss', 'loss_weight': 0.01}, {'type': 'AttentionTransferLoss', 'loss_weight': 1.5}]}},
         },
+        'comparisons': [['hint_at', 'sd']],
     }
     path = tmp_path / 'plan.yml'
     with open(path, 'w') as f:
@@ -138,7 +139,15 @@ def test_ablation_trains_evaluates_summarises_and_resumes(tmp_path, capsys):
     assert '### Learning curves: paired gap to `scratch`' in table and osp.getsize(osp.join(out, 'curves.png')) > 10000
     # the last line names the files this summary wrote, and only those (no family plot without a family)
     assert printed.rstrip().splitlines()[-1] == (f'written: {out}/table.md, table.csv, summary.json, ablation.png, '
-                                                  'differences.json, curves.json, curves.png')
+                                                  'differences.json, comparisons.json, curves.json, curves.png')
+    # the plan's other comparison, seed by seed, in the same form
+    assert '### Other paired comparisons' in table and '\n| iterations | hint_at − sd | 1 |' in table
+    compared = json.load(open(osp.join(out, 'comparisons.json')))
+    assert {(c['run'], c['reference'], c['dataset']) for c in compared if c['budget'] == 'iterations'} == {
+        ('hint_at', 'sd', 'Val'), ('hint_at', 'sd', 'Test')}
+    test = [c for c in compared if c['budget'] == 'iterations' and c['dataset'] == 'Test'][0]
+    assert test['mean'] == pytest.approx(results['hint_at__s0__iterations']['last']['Test']['psnr']
+                                         - results['sd__s0__iterations']['last']['Test']['psnr'], abs=1e-6)
     gap = json.load(open(osp.join(out, 'curves.json')))['runs']['sd']['gap']
     assert gap['mean'][-1] == pytest.approx(results['sd__s0__iterations']['curve'][-1][1]
                                             - results['scratch__s0__iterations']['curve'][-1][1])
@@ -170,6 +179,15 @@ def test_bad_plans_are_named(tmp_path):
         load_plan(str(tmp_path / 'missing.yml'))
     with pytest.raises(UserError, match=r"--only: \['nope'\]"):
         main(['-opt', plan_path, '--only', 'nope', '--dry-run'])
+    plan = yaml.safe_load(open(plan_path))
+    plan['comparisons'] = [['sd', 'nope']]
+    yaml.safe_dump(plan, open(bad, 'w'))
+    with pytest.raises(UserError, match=r"option `comparisons`: \['nope'\] not among the runs"):
+        load_plan(str(bad))
+    plan['comparisons'] = [['sd']]
+    yaml.safe_dump(plan, open(bad, 'w'))
+    with pytest.raises(UserError, match=r"option `comparisons`: \['sd'\] is not a \[run, reference\] pair"):
+        load_plan(str(bad))
 
 
 def test_a_plan_extends_another(tmp_path):

@@ -1,7 +1,14 @@
 """Paired per-image differences between ablation runs and their confidence intervals: hand-computed cases."""
 import pytest
 
-from srdistill.ablation.stats import below_bar, difference_table, excludes_zero, paired_difference, t_interval
+from srdistill.ablation.stats import (
+    below_bar,
+    comparison_table,
+    difference_table,
+    excludes_zero,
+    paired_difference,
+    t_interval,
+)
 
 
 def _result(run, seed, psnrs, budget='iterations'):
@@ -58,3 +65,15 @@ def test_below_bar_needs_three_seeds_and_an_upper_bound_under_the_shipping_bar()
     assert below_bar(paired_difference(wide, base, 'Set5')) is False
     lines, records = difference_table(base + flat, ['Set5'])
     assert records[0]['below_bar'] is True and lines[-1].endswith(' † |')
+
+
+def test_comparison_table_pairs_the_named_runs_seed_by_seed():
+    results = [_result('scratch', s, {'x': 30.0, 'y': 28.0}) for s in range(2)]
+    results += [_result('deep', s, {'x': 30.1 + 0.1 * s, 'y': 28.1}) for s in range(2)]
+    results += [_result('deeper', s, {'x': 30.3, 'y': 28.0}) for s in range(3)]  # seed 2 has no partner
+    lines, records = comparison_table(results, ['Set5'], [('deeper', 'deep'), ('deep', 'missing')])
+    # deeper - deep: seed 0 (0.2 - 0.1) / 2 = +0.05, seed 1 (0.1 - 0.1) / 2 = 0.0; mean +0.025
+    assert len(lines) == 3 and lines[2].startswith('| iterations | deeper − deep | 2 | +0.025')
+    assert len(records) == 1 and records[0]['reference'] == 'deep' and records[0]['seeds'] == [0, 1]
+    assert records[0]['per_seed'] == pytest.approx([0.05, 0.0])
+    assert comparison_table(results, ['Set5'], []) == (lines[:2], [])

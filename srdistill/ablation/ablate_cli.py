@@ -95,8 +95,8 @@ def main(argv=None):
     rows = write_summary(plan, out)
     if rows:
         print(open(osp.join(out, 'table.md')).read())
-        outputs = ('table.md', 'table.csv', 'summary.json', 'ablation.png', 'differences.json', 'curves.json',
-                   'curves.png', 'family.json', 'family_control.json', 'family.png')
+        outputs = ('table.md', 'table.csv', 'summary.json', 'ablation.png', 'differences.json', 'comparisons.json',
+                   'curves.json', 'curves.png', 'family.json', 'family_control.json', 'family.png')
         written = [n for n in outputs if osp.isfile(osp.join(out, n)) and osp.getmtime(osp.join(out, n)) >= started - 1]
         print(f'written: {out}/{", ".join(written)}')
     if failed:

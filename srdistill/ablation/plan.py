@@ -15,7 +15,9 @@ pass, and the students' passes on the extra inputs at 3x); the loss functions th
 A run may start from another run's weights (``init_from``: the exit cut from a deep network for the weight-inherit
 baseline, or with ``prune: <ratio>`` (and ``mode``, ``round_to``) that run's exit itself, channel-pruned:
 docs/pruning.md) or learn from another run's network (``teacher_from``: an external teacher); the source's own
-training compute is then added to the run's ``total`` compute.
+training compute is then added to the run's ``total`` compute. Every run is compared with ``scratch``, paired per
+image and seed (:mod:`srdistill.ablation.stats`); ``comparisons: [[run, reference], ...]`` adds other pairs (question
+2: exit 8 of a deeper central model against the 32-block one's).
 """
 import copy
 import os
@@ -91,11 +93,26 @@ def load_plan(path):
             source = source.get('run') if isinstance(source, dict) else source
             if source is not None and source not in runs:
                 raise UserError(f'{path}: runs.{name}.{key} names {source!r}, which is not a run.')
+    _check_comparisons(plan, path)
     check_family(plan, path)
     with open(plan['base']) as f:
         plan['base_opt'] = yaml.safe_load(f)
     plan['path'] = path
     return plan
+
+
+def _check_comparisons(plan, path):
+    """``comparisons``: a list of ``[run, reference]`` pairs compared like every run against scratch (table.md,
+    ``comparisons.json``), e.g. question 2's exit 8 of SRResNet-50 against SRResNet-32's."""
+    pairs = plan.setdefault('comparisons', [])
+    if not isinstance(pairs, list):
+        raise UserError(f'{path}: option `comparisons` must be a list of [run, reference] pairs, got {pairs!r}.')
+    for pair in pairs:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise UserError(f'{path}: option `comparisons`: {pair!r} is not a [run, reference] pair.')
+        unknown = [name for name in pair if name not in plan['runs']]
+        if unknown:
+            raise UserError(f'{path}: option `comparisons`: {unknown} not among the runs ({list(plan["runs"])}).')
 
 
 def run_options(plan, run_name):

@@ -89,27 +89,42 @@ def below_bar(diff, bar=SHIP_BAR_DB, min_seeds=FUTILITY_MIN_SEEDS):
 
 def difference_table(results, datasets, reference='scratch', key='last'):
     """Markdown rows of every run against ``reference`` per budget and set. Returns (lines, records)."""
+    runs = list(dict.fromkeys(r['run'] for r in results if r.get('report', True)))
+    return _pair_rows(results, datasets, [(run, reference) for run in runs if run != reference], key, 'run')
+
+
+def comparison_table(results, datasets, pairs, key='last'):
+    """Markdown rows of each ``(run, reference)`` of ``pairs`` (a plan's ``comparisons``), per budget and set, in the
+    same form as :func:`difference_table` (e.g. question 2: exit 8 of a deeper central model against the 32-block
+    one's). Returns (lines, records); a pair without results in a budget is left out."""
+    return _pair_rows(results, datasets, [tuple(p) for p in pairs], key, 'comparison')
+
+
+def _pair_rows(results, datasets, pairs, key, first_column):
     groups = {}
     for r in results:
         if r.get('report', True):
             groups.setdefault((r['budget'], r['run']), []).append(r)
-    lines = ['| budget | run | seeds | ' + ' | '.join(f'Δ {d} (95% CI images; seeds)' for d in datasets) + ' |',
-             '|' + '---|' * (3 + len(datasets))]
+    budgets = list(dict.fromkeys(budget for budget, _ in groups))
+    lines = [f'| budget | {first_column} | seeds | ' + ' | '.join(f'Δ {d} (95% CI images; seeds)' for d in datasets)
+             + ' |', '|' + '---|' * (3 + len(datasets))]
     records = []
-    for (budget, run), group in groups.items():
-        base = groups.get((budget, reference))
-        if run == reference or not base:
-            continue
-        cells, seeds = [], 0
-        for name in datasets:
-            diff = paired_difference(group, base, name, key)
-            record = dict(budget=budget, run=run, reference=reference, dataset=name, key=key, **(diff or {}))
-            if diff:
-                record['below_bar'] = below_bar(diff)
-            records.append(record)
-            cells.append('—' if diff is None else _cell(diff))
-            seeds = max(seeds, len(diff['seeds']) if diff else 0)
-        lines.append(f'| {budget} | {group[0]["label"]} | {seeds} | ' + ' | '.join(cells) + ' |')
+    for budget in budgets:
+        for run, reference in pairs:
+            group, base = groups.get((budget, run)), groups.get((budget, reference))
+            if not group or not base:
+                continue
+            cells, seeds = [], 0
+            for name in datasets:
+                diff = paired_difference(group, base, name, key)
+                record = dict(budget=budget, run=run, reference=reference, dataset=name, key=key, **(diff or {}))
+                if diff:
+                    record['below_bar'] = below_bar(diff)
+                records.append(record)
+                cells.append('—' if diff is None else _cell(diff))
+                seeds = max(seeds, len(diff['seeds']) if diff else 0)
+            label = group[0]['label'] if first_column == 'run' else f'{run} − {reference}'
+            lines.append(f'| {budget} | {label} | {seeds} | ' + ' | '.join(cells) + ' |')
     return lines, records
 
 

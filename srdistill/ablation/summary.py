@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from srdistill.ablation.curves import write_curves  # noqa: E402
 from srdistill.ablation.family import write_family  # noqa: E402
-from srdistill.ablation.stats import FUTILITY_MIN_SEEDS, SHIP_BAR_DB, difference_table  # noqa: E402
+from srdistill.ablation.stats import FUTILITY_MIN_SEEDS, SHIP_BAR_DB, comparison_table, difference_table  # noqa: E402
 
 
 def load_results(out_dir):
@@ -179,7 +179,8 @@ def write_summary(plan, out_dir, results=None):
     text = [f"# Ablation `{plan['name']}`", '', f"Plan: `{plan['path']}` (base `{plan['base']}`).", '',
             f'Protocol: {protocol}', '', markdown(rows, ev['datasets'], plan['student'], ev['select_on'])]
     reference = plan.get('reference', 'scratch')
-    paired = all('last_per_image' in r for r in results) and any(r['run'] == reference for r in results)
+    per_image = all('last_per_image' in r for r in results)
+    paired = per_image and any(r['run'] == reference for r in results)
     lines, records = difference_table(results, ev['datasets'], reference) if paired else ([], [])
     if records:  # another run to compare with the reference
         text += [f'### Paired per-image differences against `{reference}` (last checkpoint, dB)', '',
@@ -188,6 +189,14 @@ def write_summary(plan, out_dir, results=None):
                  f'† the interval over seeds ({FUTILITY_MIN_SEEDS} seeds or more) ends below +{SHIP_BAR_DB} dB, '
                  'the shipping bar (srdistill/ablation/stats.py, docs/protocol.md).', ''] + lines + ['']
         with open(osp.join(out_dir, 'differences.json'), 'w') as f:
+            json.dump(records, f, indent=1)
+    lines, records = (comparison_table(results, ev['datasets'], plan.get('comparisons', []))
+                      if per_image else ([], []))
+    if records:
+        text += ['### Other paired comparisons (last checkpoint, dB)', '',
+                 "The plan's `comparisons`, each run against the run it names, in the same form; the values in "
+                 '`comparisons.json`.', ''] + lines + ['']
+        with open(osp.join(out_dir, 'comparisons.json'), 'w') as f:
             json.dump(records, f, indent=1)
     gaps = write_curves(results, out_dir, plan['student'], ev['select_on'], reference)
     if gaps:
