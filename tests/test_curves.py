@@ -63,6 +63,20 @@ def test_gap_table_and_files(tmp_path):
     assert osp.getsize(tmp_path / 'curves.png') > 10000
 
 
+def test_the_compute_budget_runs_that_trained_on_their_own_are_kept_for_the_compute_panel(tmp_path):
+    longer = [_result('scratch', s, [[100, 20.0 + s], [200, 21.0 + s], [300, 21.5 + s]], budget='compute')
+              for s in (0, 1)]
+    copied = dict(_result('sd', 0, [[100, 20.5], [200, 21.1]], step_macs=3 * 10**12, budget='compute'),
+                  same_as='sd__s0__iterations')  # the same training as its equal-iterations job: not drawn twice
+    write_curves(RESULTS[:4] + longer + [copied], str(tmp_path), 8, 'val')
+    saved = json.load(open(tmp_path / 'curves.json'))
+    assert list(saved['compute_runs']) == ['scratch']
+    scratch = saved['compute_runs']['scratch']
+    assert scratch['iterations'] == [100, 200, 300] and scratch['seeds'] == [0, 1]
+    assert scratch['mean'] == pytest.approx([20.5, 21.5, 22.0]) and scratch['pmacs'] == pytest.approx([0.1, 0.2, 0.3])
+    assert 'gap' not in scratch and list(saved['runs']) == ['scratch', 'sd']  # the gaps stay at equal iterations
+
+
 def test_no_reference_no_gaps(tmp_path):
     curves = learning_curves([r for r in RESULTS if r['run'] != 'scratch'])
     assert all(c['gap'] is None for c in curves.values()) and gap_table(curves) == ''

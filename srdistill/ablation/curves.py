@@ -12,7 +12,9 @@ validation, on the selection split, never a test set). This module puts the seed
 - equal compute read off the curves (:func:`reaches`): the iteration and the multiply-adds at which the reference's
   mean curve first reaches the run's final PSNR, and that compute as a share of the run's.
 
-:func:`write_curves` writes ``curves.json``, ``curves.png`` and returns the markdown table of the gaps.
+:func:`write_curves` writes ``curves.json``, ``curves.png`` and returns the markdown table of the gaps. The jobs of the
+``compute`` budget that train differently from their equal-iterations job (a cheaper run given more iterations) are
+drawn in the compute panel too, dashed: question 1 at equal compute, as a curve.
 """
 import json
 import statistics
@@ -121,11 +123,19 @@ def gap_table(curves, reference='scratch', every=1):
     return '\n'.join(lines)
 
 
-def plot_curves(curves, student, selected_on, path, reference='scratch'):
+def plot_curves(curves, student, selected_on, path, reference='scratch', compute_curves=None):
     """Three panels: PSNR against iterations and against training compute (mean line, seed range shaded), and the
-    paired gap to ``reference`` against iterations (mean, 95% interval over seeds shaded, each seed thin)."""
+    paired gap to ``reference`` against iterations (mean, 95% interval over seeds shaded, each seed thin).
+    ``compute_curves`` (the compute budget's, :func:`learning_curves`) are drawn dashed in the compute panel, in the
+    colour of the same run."""
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     finals = [c['mean'][-1] for c in curves.values()]
+    colors = {run: f'C{k % 10}' for k, run in enumerate(curves)}
+    for k, (run, c) in enumerate((compute_curves or {}).items()):
+        color = colors.get(run, f'C{(len(curves) + k) % 10}')
+        axes[1].plot(c['pmacs'], c['mean'], marker='.', color=color, linestyle=':', linewidth=2,
+                     label=f"{c['label']} at equal compute: {c['iterations'][-1]} it. ({len(c['seeds'])} seeds)")
+        axes[1].fill_between(c['pmacs'], c['min'], c['max'], color=color, alpha=0.1, linewidth=0)
     for k, (run, c) in enumerate(curves.items()):
         color, style = f'C{k % 10}', '-' if k < 10 else '--'
         for ax, x in zip(axes[:2], (c['iterations'], c['pmacs'])):
@@ -161,13 +171,22 @@ def plot_curves(curves, student, selected_on, path, reference='scratch'):
 
 
 def write_curves(results, out_dir, student, selected_on, reference='scratch'):
-    """Write ``curves.json`` and ``curves.png`` of the equal-iterations jobs; return the gap table (markdown)."""
+    """Write ``curves.json`` and ``curves.png`` of the equal-iterations jobs (and, in ``compute_runs`` and the
+    compute panel, the compute budget's jobs that trained on their own); return the gap table (markdown)."""
     curves = learning_curves(results, reference)
     if not curves:
         return ''
+    own = [r for r in results if r['budget'] == 'compute' and not r.get('same_as')]
+    compute = OrderedDict((run, c) for run, c in learning_curves(own, reference, 'compute').items()
+                          if run not in curves or c['iterations'] != curves[run]['iterations'])
+    for c in compute.values():
+        c.pop('gap'), c.pop('reference_reaches')
+
+    def plain(runs):
+        return {run: {k: v for k, v in c.items() if k != 'curves'} for run, c in runs.items()}
+
     with open(osp.join(out_dir, 'curves.json'), 'w') as f:
-        json.dump({'selected_on': selected_on, 'student': student, 'reference': reference,
-                   'runs': {run: {k: v for k, v in c.items() if k != 'curves'} for run, c in curves.items()}},
-                  f, indent=1)
-    plot_curves(curves, student, selected_on, osp.join(out_dir, 'curves.png'), reference)
+        json.dump({'selected_on': selected_on, 'student': student, 'reference': reference, 'runs': plain(curves),
+                   'compute_runs': plain(compute)}, f, indent=1)
+    plot_curves(curves, student, selected_on, osp.join(out_dir, 'curves.png'), reference, compute)
     return gap_table(curves, reference)
