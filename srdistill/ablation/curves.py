@@ -14,7 +14,7 @@ validation, on the selection split, never a test set). This module puts the seed
 
 :func:`write_curves` writes ``curves.json``, ``curves.png`` and returns the markdown table of the gaps. The jobs of the
 ``compute`` budget that train differently from their equal-iterations job (a cheaper run given more iterations) are
-drawn in the compute panel too, dashed: question 1 at equal compute, as a curve.
+drawn in the compute panel too, dotted: question 1 at equal compute, as a curve.
 """
 import json
 import statistics
@@ -126,7 +126,7 @@ def gap_table(curves, reference='scratch', every=1):
 def plot_curves(curves, student, selected_on, path, reference='scratch', compute_curves=None):
     """Three panels: PSNR against iterations and against training compute (mean line, seed range shaded), and the
     paired gap to ``reference`` against iterations (mean, 95% interval over seeds shaded, each seed thin).
-    ``compute_curves`` (the compute budget's, :func:`learning_curves`) are drawn dashed in the compute panel, in the
+    ``compute_curves`` (the compute budget's, :func:`learning_curves`) are drawn dotted in the compute panel, in the
     colour of the same run."""
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     finals = [c['mean'][-1] for c in curves.values()]
