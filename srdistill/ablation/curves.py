@@ -129,7 +129,7 @@ def plot_curves(curves, student, selected_on, path, reference='scratch', compute
     ``compute_curves`` (the compute budget's, :func:`learning_curves`) are drawn dotted in the compute panel, in the
     colour of the same run."""
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
-    finals = [c['mean'][-1] for c in curves.values()]
+    finals = [c['mean'][-1] for c in (*curves.values(), *(compute_curves or {}).values())]
     colors = {run: f'C{k % 10}' for k, run in enumerate(curves)}
     for k, (run, c) in enumerate((compute_curves or {}).items()):
         color = colors.get(run, f'C{(len(curves) + k) % 10}')
