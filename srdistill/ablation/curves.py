@@ -177,10 +177,10 @@ def write_curves(results, out_dir, student, selected_on, reference='scratch'):
     if not curves:
         return ''
     own = [r for r in results if r['budget'] == 'compute' and not r.get('same_as')]
-    compute = OrderedDict((run, c) for run, c in learning_curves(own, reference, 'compute').items()
+    compute = OrderedDict((run, c) for run, c in learning_curves(own, None, 'compute').items()
                           if run not in curves or c['iterations'] != curves[run]['iterations'])
     for c in compute.values():
-        c.pop('gap'), c.pop('reference_reaches')
+        c.pop('gap'), c.pop('reference_reaches')  # paired gaps are read at equal iterations only
 
     def plain(runs):
         return {run: {k: v for k, v in c.items() if k != 'curves'} for run, c in runs.items()}
