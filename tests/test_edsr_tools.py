@@ -335,6 +335,7 @@ def _ablation_plan(tmp_path):
     base = yaml.safe_load(open(plan['base']))
     base['network_g'] = dict(TINY_EDSR, num_feat=4)
     write_opt(plan['base'], base)
+    plan.pop('comparisons')  # test_ablate.py's pairs name runs this plan replaces
     plan.update(iterations=2, student=1, runs={
         'sd_light': {'network_g': {'exit_head': 'light'}},
         'inherit': {'init_from': {'run': 'sd_light', 'depth': 1}, 'network_g': {'num_block': 1, 'exits': []},

@@ -144,6 +144,7 @@ def test_light_head_exits_are_refused():
 def _prune_plan(tmp_path):
     path = _plan(tmp_path, budgets=('iterations', ))
     plan = yaml.safe_load(open(path))
+    plan.pop('comparisons')  # test_ablate.py's pairs name runs this plan replaces
     finetune = {'pixel_opt': {'type': 'SelfDistillationLoss', 'teacher': 'external'}}
     plan['runs'] = {
         'sd': {'network_g': {'num_feat': 8}},
