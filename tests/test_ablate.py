@@ -12,7 +12,7 @@ from conftest import REPO, TINY_OPT, make_paired_folder, write_opt
 
 from srdistill.ablation import carry
 from srdistill.ablation.ablate_cli import main
-from srdistill.ablation.plan import expand, load_plan
+from srdistill.ablation.plan import expand, load_plan, select_jobs
 from srdistill.ablation.runner import AblationRunner
 from srdistill.ablation.summary import write_summary
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
@@ -166,6 +166,25 @@ def test_ablation_trains_evaluates_summarises_and_resumes(tmp_path, capsys):
     assert 'Resuming training from epoch' in log
     assert osp.isfile(osp.join(out, 'results', 'scratch__s0__compute.json'))
 
+
+
+def test_one_budget_alone_still_copies_its_equal_iterations_twin(tmp_path, capsys):
+    """``--budgets compute`` keeps the equal-iterations twin a compute job copies, instead of training it again."""
+    plan_path = _plan(tmp_path, budgets=('iterations', ))
+    assert main(['-opt', plan_path, '--only', 'sd', 'scratch', '--budgets', 'compute', '--dry-run']) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert sorted(rows) == ['scratch__s0__compute', 'sd__s0__compute', 'sd__s0__iterations']
+    assert rows['sd__s0__compute'].endswith('same training as sd__s0__iterations')
+    jobs = expand(load_plan(plan_path))
+    assert [j['name'] for j in select_jobs(jobs, runs=['inherit'], budgets=['iterations'])] == [
+        'inherit_source__s0__iterations', 'inherit__s0__iterations']
+    with pytest.raises(UserError, match=r"--budgets: \['flops'\] unknown"):
+        main(['-opt', plan_path, '--budgets', 'flops', '--dry-run'])
+    plan = yaml.safe_load(open(plan_path))
+    del plan['compute_reference']
+    yaml.safe_dump(plan, open(tmp_path / 'no_ref.yml', 'w'))
+    with pytest.raises(UserError, match='--budgets compute: .*no_ref.yml names no run as `compute_reference`'):
+        main(['-opt', str(tmp_path / 'no_ref.yml'), '--budgets', 'compute', '--dry-run'])
 
 def test_bad_plans_are_named(tmp_path):
     plan_path = _plan(tmp_path)

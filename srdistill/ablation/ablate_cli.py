@@ -4,7 +4,7 @@ import sys
 import time
 from os import path as osp
 
-from srdistill.ablation.plan import expand, load_plan
+from srdistill.ablation.plan import BUDGETS, expand, load_plan, select_jobs
 from srdistill.ablation.runner import AblationRunner
 from srdistill.ablation.summary import write_summary
 from srdistill.utils.errors import UserError
@@ -51,12 +51,27 @@ def print_carried(files):
         print('nothing to carry: no unfinished job has a training state.')
 
 
+
+def check_budgets(budgets, plan):
+    """``--budgets``: known names, and for ``compute`` a plan that names its ``compute_reference``."""
+    bad = [b for b in budgets if b not in BUDGETS]
+    if bad:
+        raise UserError(f'--budgets: {bad} unknown; use {list(BUDGETS)}.')
+    if 'compute' in budgets and plan.get('compute_reference') not in plan['runs']:
+        raise UserError(f'--budgets compute: {plan["path"]} names no run as `compute_reference`; add one (the run '
+                        'whose multiply-adds every run of the compute budget is given).')
+
+
 def main(argv=None):
     args = parse_args(argv)
     plan = load_plan(args.opt)
-    for key in ('seeds', 'budgets', 'iterations'):
+    for key in ('seeds', 'iterations'):
         if getattr(args, key) is not None:
             plan[key] = getattr(args, key)
+    if args.budgets is not None:
+        check_budgets(args.budgets, plan)
+        # every budget is expanded, so that a compute-budget job still finds the equal-iterations twin it copies
+        plan['budgets'] = [b for b in BUDGETS if b in args.budgets or b in plan['budgets']]
     if args.iterations is not None:
         plan['val_freq'] = min(plan['val_freq'], args.iterations)
     out = args.out or osp.join('experiments', 'ablations', plan['name'])
@@ -65,15 +80,7 @@ def main(argv=None):
         unknown = [r for r in args.only if r not in plan['runs']]
         if unknown:
             raise UserError(f'--only: {unknown} are not runs of {args.opt} (runs: {list(plan["runs"])}).')
-        names = {j['name'] for j in jobs if j['run'] in args.only}
-        by_name = {j['name']: j for j in jobs}
-        stack = list(names)
-        while stack:
-            for dep in by_name[stack.pop()]['deps']:
-                if dep not in names:
-                    names.add(dep)
-                    stack.append(dep)
-        jobs = [j for j in jobs if j['name'] in names]
+    jobs = select_jobs(jobs, runs=args.only, budgets=args.budgets)
     if args.dry_run:
         print(f'{"job":40s} {"iterations":>10s} {"GMAC/step":>10s} {"total PMAC":>10s}  needs')
         for j in jobs:

@@ -207,6 +207,21 @@ def expand(plan):
     return jobs
 
 
+
+def select_jobs(jobs, runs=None, budgets=None):
+    """The jobs of some runs and budgets (None: all), with every job they need (sources, and the equal-iterations
+    twin whose result a compute-budget job copies), in the order of ``jobs``."""
+    names = {j['name'] for j in jobs
+             if (runs is None or j['run'] in runs) and (budgets is None or j['budget'] in budgets)}
+    by_name = {j['name']: j for j in jobs}
+    stack = list(names)
+    while stack:
+        for dep in by_name[stack.pop()]['deps']:
+            if dep not in names:
+                names.add(dep)
+                stack.append(dep)
+    return [j for j in jobs if j['name'] in names]
+
 def _pruned_network(plan, run_name, init):
     """``network_g`` of a run that starts from the source run's exit ``init['depth']`` pruned at ``init['prune']``
     (:func:`~srdistill.pruning.channel_pruning.pruned_options`)."""
