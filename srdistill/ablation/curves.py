@@ -134,13 +134,13 @@ def plot_curves(curves, student, selected_on, path, reference='scratch', compute
     for k, (run, c) in enumerate((compute_curves or {}).items()):
         color = colors.get(run, f'C{(len(curves) + k) % 10}')
         axes[1].plot(c['pmacs'], c['mean'], marker='.', color=color, linestyle=':', linewidth=2,
-                     label=f"{c['label']} at equal compute: {c['iterations'][-1]} it. ({len(c['seeds'])} seeds)")
+                     label=f"{c['label']} at equal compute: {c['iterations'][-1]} it. ({_seeds(c)})")
         axes[1].fill_between(c['pmacs'], c['min'], c['max'], color=color, alpha=0.1, linewidth=0)
     for k, (run, c) in enumerate(curves.items()):
         color, style = f'C{k % 10}', '-' if k < 10 else '--'
         for ax, x in zip(axes[:2], (c['iterations'], c['pmacs'])):
             ax.plot(x, c['mean'], marker='.', color=color, linestyle=style,
-                    label=f"{c['label']} ({len(c['seeds'])} seeds)")
+                    label=f"{c['label']} ({_seeds(c)})")
             ax.fill_between(x, c['min'], c['max'], color=color, alpha=0.15, linewidth=0)
         g = c['gap']
         if g:
@@ -190,3 +190,9 @@ def write_curves(results, out_dir, student, selected_on, reference='scratch'):
                    'compute_runs': plain(compute)}, f, indent=1)
     plot_curves(curves, student, selected_on, osp.join(out_dir, 'curves.png'), reference, compute)
     return gap_table(curves, reference)
+
+
+def _seeds(curve):
+    """'1 seed', '5 seeds': how many seeds a drawn curve averages."""
+    n = len(curve['seeds'])
+    return f'{n} seed' if n == 1 else f'{n} seeds'
