@@ -3,6 +3,7 @@ import copy
 import os
 import subprocess
 import sys
+import time
 from os import path as osp
 
 import pytest
@@ -133,3 +134,34 @@ def run_train(root, *args, cwd=None):
     code = f'import sys; sys.argv = ["train.py", *sys.argv[2:]]; from srdistill.train import main; main({str(root)!r})'
     return subprocess.run([sys.executable, '-c', code, '--', *map(str, args)], cwd=cwd or str(root),
                           capture_output=True, text=True, timeout=600)
+
+
+# the process table (Linux /proc): the processes a runner leaves behind
+def children(pid):
+    """Pids of the live (not zombie) processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:  # it ended meanwhile
+                continue
+            if int(fields[1]) == pid and fields[0] != 'Z':
+                found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def wait_gone(pids, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
+    return [p for p in pids if alive(p)]

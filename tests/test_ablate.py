@@ -4,11 +4,15 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from os import path as osp
 
 import pytest
 import yaml
-from conftest import REPO, TINY_OPT, make_paired_folder, write_opt
+from conftest import REPO, TINY_OPT, alive, children, make_paired_folder, wait_gone, write_opt
 
 from srdistill.ablation import carry
 from srdistill.ablation.ablate_cli import main
@@ -271,6 +275,40 @@ def test_carry_after_stops_running_jobs_at_a_checkpoint_and_carries_them(tmp_pat
     assert main(['-opt', plan_path, '--out', out, '--only', 'sd', '--iterations', '5000', '--carry']) == 0
     progress = json.load(open(osp.join(out, 'progress', 'sd__s0__iterations.json')))
     assert max(int(it) for it in progress['checkpoints']) == last
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads the process table in /proc')
+def test_kill_of_a_runner_ends_its_training_and_data_workers(tmp_path):
+    """``kill <pid>`` of tools/ablate.py used to leave its training process (and data-loader workers) training on, side
+    by side with the next runner's. Now the runner ends them first, and says so."""
+    plan_path = _plan(tmp_path, budgets=('iterations', ))
+    base = yaml.safe_load(open(tmp_path / 'base.yml'))
+    base['datasets']['train']['num_worker_per_gpu'] = 2
+    write_opt(tmp_path / 'base.yml', base)
+    out = tmp_path / 'out'
+    runner = subprocess.Popen([sys.executable, osp.join(REPO, 'tools', 'ablate.py'), '-opt', plan_path, '--out',
+                               str(out), '--only', 'sd', '--iterations', '100000'], stderr=subprocess.PIPE, text=True)
+    log = out / 'experiments' / 'sd__s0__iterations'
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(log.glob('train_*.log')):  # the training process has started
+        time.sleep(0.5)
+    trainers = children(runner.pid)
+    workers = [w for t in trainers for w in children(t)]
+    deadline = time.time() + 60
+    while time.time() < deadline and not workers:  # and its data loader
+        time.sleep(0.5)
+        workers = [w for t in trainers for w in children(t)]
+    try:
+        assert len(trainers) == 1 and len(workers) == 2, (trainers, workers)
+        runner.terminate()
+        assert runner.wait(timeout=90) == 128 + signal.SIGTERM
+        assert 'SIGTERM: ended 1 training process(es)' in runner.stderr.read()
+        assert not alive(trainers[0])
+        assert wait_gone(workers, 20) == []
+    finally:  # a failure leaves no training behind
+        for pid in [runner.pid] + trainers + workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize('flag', ['--stop-after', '--carry-after'])

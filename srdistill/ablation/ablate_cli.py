@@ -7,6 +7,7 @@ from os import path as osp
 from srdistill.ablation.plan import BUDGETS, expand, load_plan, select_jobs
 from srdistill.ablation.runner import AblationRunner
 from srdistill.ablation.summary import write_summary
+from srdistill.utils import process
 from srdistill.utils.errors import UserError
 
 
@@ -95,7 +96,8 @@ def main(argv=None):
         seconds = {key: None if getattr(args, key) is None else 60 * getattr(args, key)
                    for key in ('stop_after', 'carry_after')}
         runner = AblationRunner(plan, jobs, out, parallel=args.jobs, device=args.device, **seconds)
-        failed = runner.run()
+        with process.ending_children():  # kill <pid> / Ctrl-C end the training processes too
+            failed = runner.run()
         if runner.stopped:
             print_carried(runner.carry_over())
     started = time.time()

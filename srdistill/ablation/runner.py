@@ -31,6 +31,7 @@ from srdistill.ablation.inherit import write_cut, write_pruned
 from srdistill.ablation.plan import training_options, write_options
 from srdistill.archs.checkpoints import load_checkpoint
 from srdistill.evaluation.exits import dataset_pairs, default_device, evaluate
+from srdistill.utils import process
 from srdistill.utils.errors import UserError
 
 
@@ -42,7 +43,9 @@ class TrainingStopped(Exception):
         self.job, self.iteration = job, iteration
 
 
-_TRAIN = ('import sys; from srdistill.train import main; root = sys.argv[1]; '
+# the training subprocess; it ends when the runner is gone, even killed (srdistill.utils.process)
+_TRAIN = ('import sys; from srdistill.utils.process import exit_with_parent; exit_with_parent(int(sys.argv[3])); '
+          'from srdistill.train import main; root = sys.argv[1]; '
           'sys.argv = ["train.py", "-opt", sys.argv[2], "--auto_resume"]; main(root)')
 
 
@@ -210,8 +213,8 @@ class AblationRunner:
         os.makedirs(osp.dirname(log_path), exist_ok=True)
         self.log(f'train {job["name"]}: {job["iterations"]} iterations')
         with open(log_path, 'a') as log:
-            proc = subprocess.Popen([sys.executable, '-c', _TRAIN, self.out, opt_path], stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=os.getcwd(), env=self.env)
+            proc = process.popen([sys.executable, '-c', _TRAIN, self.out, opt_path, str(os.getpid())], stdout=log,
+                                 stderr=subprocess.STDOUT, cwd=os.getcwd(), env=self.env)
             try:
                 stopped = self._watch(job, proc, on_checkpoint) if on_checkpoint else None
                 if stopped is None:
@@ -224,6 +227,7 @@ class AblationRunner:
                     except subprocess.TimeoutExpired:
                         proc.kill()
                 proc.wait()
+                process.done(proc)
         if stopped is not None:
             note = f'training stopped at iteration {stopped} by the caller (a pruned trial, or --carry-after)'
             with open(log_path, 'a') as log:

@@ -27,6 +27,7 @@ from srdistill.tuning.study import (
     suggest,
     trial_job,
 )
+from srdistill.utils import process
 
 
 def parse_args(argv=None):
@@ -189,14 +190,15 @@ def main(argv=None):
               f'pruned); study in {out}/study.db')
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         baseline = baseline_job(plan)
-        if baseline is not None and not runner.is_done(baseline):  # trained once, before the trials
-            print(f'training the baseline ({baseline["label"]}) on the trials\' budget')
-            runner.run_job(baseline)
-        if baseline is not None:
-            print(f'baseline: {baseline["label"]}, {plan["select_on"]} PSNR {baseline_psnr(out):.3f} dB')
-        if target > done:
-            study.optimize(objective_fn(plan, runner), n_trials=target - done, catch=(RuntimeError, ),
-                           timeout=None if args.stop_after is None else 60 * args.stop_after)
+        with process.ending_children():  # kill <pid> / Ctrl-C end the training processes too
+            if baseline is not None and not runner.is_done(baseline):  # trained once, before the trials
+                print(f'training the baseline ({baseline["label"]}) on the trials\' budget')
+                runner.run_job(baseline)
+            if baseline is not None:
+                print(f'baseline: {baseline["label"]}, {plan["select_on"]} PSNR {baseline_psnr(out):.3f} dB')
+            if target > done:
+                study.optimize(objective_fn(plan, runner), n_trials=target - done, catch=(RuntimeError, ),
+                               timeout=None if args.stop_after is None else 60 * args.stop_after)
     best = write_summary(study, out, plan)
     if best is None:
         print('no complete trial yet', file=sys.stderr)
