@@ -236,7 +236,7 @@ def test_a_plan_extends_another(tmp_path):
         load_plan(str(child))
 
 
-def test_the_gpu_budget_is_the_cpu_plan_wider_and_longer(monkeypatch):
+def test_the_wider_budgets_are_the_cpu_plan_wider_and_longer(monkeypatch):
     monkeypatch.chdir(osp.dirname(osp.dirname(osp.abspath(__file__))))
     for cpu, gpu in (('protocol_v2_cpu', 'protocol_v2_gpu'), ('protocol_v2_cpu_family', 'protocol_v2_gpu_family')):
         c, g = load_plan(f'options/{cpu}.yml'), load_plan(f'options/{gpu}.yml')
@@ -245,6 +245,12 @@ def test_the_gpu_budget_is_the_cpu_plan_wider_and_longer(monkeypatch):
         for key in ('runs', 'seeds', 'budgets', 'evaluate', 'student', 'base'):
             assert g[key] == c[key], key
         assert g['overrides']['datasets'] == c['overrides']['datasets']
+    # question 1 at 64 channels on the CPU: the CPU plan with the GPU plan's width, nothing else
+    c, w = load_plan('options/protocol_v2_cpu.yml'), load_plan('options/protocol_v2_cpu_c64.yml')
+    assert w['name'] == 'protocol_v2_cpu_c64_x4' and w['overrides']['network_g'] == {'num_feat': 64}
+    assert {k: v for k, v in w.items() if k not in ('name', 'overrides', 'path')} == \
+        {k: v for k, v in c.items() if k not in ('name', 'overrides', 'path')}
+    assert w['overrides']['datasets'] == c['overrides']['datasets']
 
 
 def test_carry_after_stops_running_jobs_at_a_checkpoint_and_carries_them(tmp_path, capsys, monkeypatch):
