@@ -301,11 +301,11 @@ def test_kill_of_a_runner_ends_its_training_and_data_workers(tmp_path):
     trainers = children(runner.pid)
     workers = [w for t in trainers for w in children(t)]
     deadline = time.time() + 60
-    while time.time() < deadline and not workers:  # and its data loader
+    while time.time() < deadline and len(workers) < 2:  # and its data loader
         time.sleep(0.5)
         workers = [w for t in trainers for w in children(t)]
     try:
-        assert len(trainers) == 1 and len(workers) == 2, (trainers, workers)
+        assert len(trainers) == 1 and len(workers) >= 2, (trainers, workers)  # 2 data workers (+ helpers)
         runner.terminate()
         assert runner.wait(timeout=90) == 128 + signal.SIGTERM
         assert 'SIGTERM: ended 1 training process(es)' in runner.stderr.read()

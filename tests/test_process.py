@@ -11,8 +11,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith('linux'), reason='re
 
 # a runner: a child (it sleeps, and ends with its parent), its pid printed, then the runner sleeps
 _RUNNER = textwrap.dedent('''
-    import os, sys, time
+    import os, signal, sys, time
     from srdistill.utils import process
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, also when the tests run with `&`
     child = ('import sys, time; from srdistill.utils.process import exit_with_parent; '
              'exit_with_parent(int(sys.argv[1]), poll_s=0.2); print("ready", flush=True); time.sleep(600)')
     with process.ending_children():
@@ -52,9 +53,14 @@ def test_a_killed_runners_child_ends_by_itself():
     assert wait_gone([child], 10) == []
 
 
-def test_outside_the_block_signals_are_as_before():
+def test_outside_the_block_signals_are_as_before_and_an_ignored_one_stays_ignored():
     from srdistill.utils import process
-    before = signal.getsignal(signal.SIGTERM)
-    with process.ending_children():
-        assert signal.getsignal(signal.SIGTERM) is not before
-    assert signal.getsignal(signal.SIGTERM) is before
+    before, before_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with process.ending_children():
+            assert signal.getsignal(signal.SIGTERM) is not before
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGINT, before_int)

@@ -56,7 +56,8 @@ def terminate_all():
 
 @contextmanager
 def ending_children(signals=(signal.SIGTERM, signal.SIGINT)):
-    """Within this block (in the main thread), SIGTERM and SIGINT first end the children of :func:`popen`."""
+    """Within this block (in the main thread), SIGTERM and SIGINT first end the children of :func:`popen`. A signal
+    the process ignores (SIGINT in a shell's background job, ``nohup``'s SIGHUP) stays ignored."""
     previous = {}
 
     def handler(signum, frame):
@@ -76,7 +77,8 @@ def ending_children(signals=(signal.SIGTERM, signal.SIGINT)):
         yield
         return
     for signum in signals:
-        previous[signum] = signal.signal(signum, handler)
+        if signal.getsignal(signum) != signal.SIG_IGN:  # e.g. SIGINT in a job started with `&`: left ignored
+            previous[signum] = signal.signal(signum, handler)
     try:
         yield
     finally:
