@@ -21,6 +21,7 @@ from srdistill.ablation.runner import AblationRunner
 from srdistill.ablation.summary import write_summary
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.utils.errors import UserError
+from srdistill.utils.job_lock import fcntl, job_lock
 
 # Test-set Y PSNR (dB) / SSIM of each tiny run's last checkpoint (num_feat 4 nets, a few Adam steps at lr 2e-4, seed
 # 0), measured on this CPU. Training is float32 and not bit-reproducible across CPUs, but a few steps move a weight by
@@ -315,6 +316,25 @@ def test_kill_of_a_runner_ends_its_training_and_data_workers(tmp_path):
         for pid in [runner.pid] + trainers + workers:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(fcntl is None, reason='the job lock needs fcntl (not on Windows)')
+def test_a_job_another_runner_holds_is_refused_not_trained_twice(tmp_path, capsys):
+    """Two runners on one output folder with overlapping --only: the second refuses the job the first holds, names the
+    holder, and trains nothing in its experiment folder."""
+    plan_path = _plan(tmp_path, budgets=('iterations', ))
+    out = tmp_path / 'out'
+    with job_lock(str(out / 'experiments' / 'sd__s0__iterations.lock'), 'sd__s0__iterations'):
+        assert main(['-opt', plan_path, '--out', str(out), '--only', 'sd']) == 1
+        printed = capsys.readouterr()
+        assert f'FAILED sd__s0__iterations: another runner (pid {os.getpid()}) is training' in printed.out
+        assert not (out / 'experiments' / 'sd__s0__iterations').exists()
+        with pytest.raises(UserError, match='another runner'):  # any second holder, even in this process
+            with job_lock(str(out / 'experiments' / 'sd__s0__iterations.lock'), 'sd__s0__iterations'):
+                pass
+    # released: the lock file left behind does not block (the OS holds the lock, not the file), and the job trains
+    assert main(['-opt', plan_path, '--out', str(out), '--only', 'sd']) == 0
+    assert (out / 'results' / 'sd__s0__iterations.json').is_file()
 
 
 @pytest.mark.parametrize('flag', ['--stop-after', '--carry-after'])

@@ -33,6 +33,7 @@ from srdistill.archs.checkpoints import load_checkpoint
 from srdistill.evaluation.exits import dataset_pairs, default_device, evaluate
 from srdistill.utils import process
 from srdistill.utils.errors import UserError
+from srdistill.utils.job_lock import job_lock
 
 
 class TrainingStopped(Exception):
@@ -86,6 +87,9 @@ class AblationRunner:
 
     def latest_checkpoint(self, job):
         return osp.join(self.experiment_dir(job), 'models', 'net_g_latest.pth')
+
+    def lock_path(self, job):
+        return osp.join(self.out, 'experiments', f'{job["name"]}.lock')
 
     def result_path(self, job):
         return osp.join(self.out, 'results', f'{job["name"]}.json')
@@ -157,25 +161,28 @@ class AblationRunner:
         it returns True, training is stopped and :class:`TrainingStopped` is raised (no result is written).
         """
         start = time.time()
-        if job['same_as']:
-            with open(self.result_path(self.by_name[job['same_as']])) as f:
-                result = json.load(f)
-            result.update(name=job['name'], budget=job['budget'], same_as=job['same_as'])
-        else:
-            if not osp.isfile(self.latest_checkpoint(job)):
-                carried = carry.unpack(self.out, job, self.experiment_dir(job))
-                if carried is not None:
-                    self.log(f'{job["name"]}: resuming from the state carried at iteration {carried} '
-                             f'({carry.resume_dir(self.out, job)})')
-                self.train(job, on_checkpoint)
-            result = self.evaluate(job)
-        result['wall_s'] = round(time.time() - start, 1)
-        os.makedirs(osp.dirname(self.result_path(job)), exist_ok=True)
-        tmp = self.result_path(job) + '.part'
-        with open(tmp, 'w') as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, self.result_path(job))
-        carry.clear(self.out, job)  # the result holds the curve; a carried state is no longer needed
+        with job_lock(self.lock_path(job), job['name']):  # one runner per job, also across runners on one folder
+            if self.is_done(job):  # another runner finished it meanwhile
+                return
+            if job['same_as']:
+                with open(self.result_path(self.by_name[job['same_as']])) as f:
+                    result = json.load(f)
+                result.update(name=job['name'], budget=job['budget'], same_as=job['same_as'])
+            else:
+                if not osp.isfile(self.latest_checkpoint(job)):
+                    carried = carry.unpack(self.out, job, self.experiment_dir(job))
+                    if carried is not None:
+                        self.log(f'{job["name"]}: resuming from the state carried at iteration {carried} '
+                                 f'({carry.resume_dir(self.out, job)})')
+                    self.train(job, on_checkpoint)
+                result = self.evaluate(job)
+            result['wall_s'] = round(time.time() - start, 1)
+            os.makedirs(osp.dirname(self.result_path(job)), exist_ok=True)
+            tmp = self.result_path(job) + '.part'
+            with open(tmp, 'w') as f:
+                json.dump(result, f, indent=1)
+            os.replace(tmp, self.result_path(job))
+            carry.clear(self.out, job)  # the result holds the curve; a carried state is no longer needed
         student = result['last'][self.plan['evaluate']['select_on']]
         self.log(f'done {job["name"]}: {result["output"]} {self.plan["evaluate"]["select_on"]} last '
                  f'{student["psnr"]:.2f} dB ({result["wall_s"]:.0f} s)')
