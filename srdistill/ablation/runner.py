@@ -227,14 +227,7 @@ class AblationRunner:
                 if stopped is None:
                     proc.wait()
             finally:  # an error in the caller's hook (or Ctrl-C) does not leave the training running
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=60)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                proc.wait()
-                process.done(proc)
+                process.end([proc])
         if stopped is not None:
             note = f'training stopped at iteration {stopped} by the caller (a pruned trial, or --carry-after)'
             with open(log_path, 'a') as log:

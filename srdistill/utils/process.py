@@ -23,26 +23,19 @@ term_wait_s = 60  # how long a terminated child may take to end before it is kil
 
 
 def popen(args, **kwargs):
-    """``subprocess.Popen(args, **kwargs)``, registered so that :func:`ending_children` ends it. Call :func:`done`
-    once it has ended."""
+    """``subprocess.Popen(args, **kwargs)``, registered so that :func:`ending_children` ends it. Pass it to :func:`end`
+    once it has ended (or to end it)."""
     proc = subprocess.Popen(args, **kwargs)
     with _lock:
         _live.add(proc)
     return proc
 
 
-def done(proc):
-    """Forget an ended child of :func:`popen`."""
-    with _lock:
-        _live.discard(proc)
-
-
-def terminate_all():
-    """Terminate every child of :func:`popen` still running and wait for them (kill one that outlasts
-    ``term_wait_s``). Returns how many there were."""
-    with _lock:
-        procs = [p for p in _live if p.poll() is None]
-    for proc in procs:
+def end(procs):
+    """Terminate each of ``procs`` still running, wait for all of them (kill one that outlasts ``term_wait_s``) and
+    forget them. Returns how many were still running."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
         proc.terminate()
     deadline = time.time() + term_wait_s
     for proc in procs:
@@ -51,7 +44,16 @@ def terminate_all():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return len(procs)
+    with _lock:
+        _live.difference_update(procs)
+    return len(running)
+
+
+def terminate_all():
+    """:func:`end` every child of :func:`popen` not ended yet. Returns how many were still running."""
+    with _lock:
+        procs = list(_live)
+    return end(procs)
 
 
 @contextmanager
