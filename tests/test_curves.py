@@ -2,6 +2,7 @@
 import json
 import os.path as osp
 
+import matplotlib.pyplot as plt
 import pytest
 
 from srdistill.ablation.curves import gap_table, learning_curves, reaches, write_curves
@@ -81,3 +82,21 @@ def test_no_reference_no_gaps(tmp_path):
     curves = learning_curves([r for r in RESULTS if r['run'] != 'scratch'])
     assert all(c['gap'] is None for c in curves.values()) and gap_table(curves) == ''
     assert write_curves([], str(tmp_path), 8, 'val') == '' and not osp.exists(tmp_path / 'curves.png')
+
+
+def test_jobs_still_training_are_drawn_dashed_and_kept_out_of_the_statistics(tmp_path, monkeypatch):
+    unfinished = [{'job': 'sd__s2__iterations', 'run': 'sd', 'label': 'SD', 'seed': 2, 'budget': 'iterations',
+                   'planned': 400, 'output': 'e8', 'curve': [[100, 20.6], [200, 21.5]], 'gap': [[100, 0.1]]}]
+    drawn = {}
+    savefig = plt.Figure.savefig
+
+    def keep(fig, *args, **kwargs):  # the lines of the figure as it is saved
+        drawn.update((line.get_label(), line.get_linestyle()) for ax in fig.axes for line in ax.get_lines())
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Figure, 'savefig', keep)
+    assert write_curves(RESULTS, str(tmp_path), 8, 'val', unfinished=unfinished) == gap_table(learning_curves(RESULTS))
+    assert json.load(open(tmp_path / 'curves.json'))['runs']['sd']['seeds'] == [0, 1]  # seed 2 is in no mean
+    assert drawn['SD, seed 2: still training (200 of 400 it.)'] == '--'
+    assert drawn['SD, seed 2 (still training)'] == '--'  # its gap, in the gap panel
+    assert osp.getsize(tmp_path / 'curves.png') > 10000

@@ -38,6 +38,14 @@ def read_progress(out, job):
         return {int(it): v for it, v in json.load(f)['checkpoints'].items()}
 
 
+def student_curve(progress, student):
+    """``(output, [[iteration, PSNR], ...])`` of the plan's exit ``student`` in carried scores, or of the network's
+    final output when it has no such exit (a plain network trained alone)."""
+    means = progress[max(progress)]['means']
+    output = f'e{student}' if f'e{student}' in means else list(means)[-1]
+    return output, [[it, progress[it]['means'][output]['psnr']] for it in sorted(progress)]
+
+
 def write_progress(out, job, progress, selected_on):
     path = progress_path(out, job)
     os.makedirs(osp.dirname(path), exist_ok=True)

@@ -123,14 +123,26 @@ def gap_table(curves, reference='scratch', every=1):
     return '\n'.join(lines)
 
 
-def plot_curves(curves, student, selected_on, path, reference='scratch', compute_curves=None):
+def plot_curves(curves, student, selected_on, path, reference='scratch', compute_curves=None, unfinished=None):
     """Three panels: PSNR against iterations and against training compute (mean line, seed range shaded), and the
     paired gap to ``reference`` against iterations (mean, 95% interval over seeds shaded, each seed thin).
     ``compute_curves`` (the compute budget's, :func:`learning_curves`) are drawn dotted in the compute panel, in the
-    colour of the same run."""
+    colour of the same run; ``unfinished`` (the equal-iterations jobs still training,
+    :func:`srdistill.ablation.in_progress.in_progress`) dashed with open markers in the iteration and gap panels."""
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
+    unfinished = [r for r in unfinished or [] if r['budget'] == 'iterations']
     finals = [c['mean'][-1] for c in (*curves.values(), *(compute_curves or {}).values())]
+    finals += [r['curve'][-1][1] for r in unfinished]
     colors = {run: f'C{k % 10}' for k, run in enumerate(curves)}
+    for r in unfinished:
+        colors.setdefault(r['run'], f'C{len(colors) % 10}')
+    for r in unfinished:
+        style = dict(color=colors[r['run']], linestyle='--', marker='o', markerfacecolor='none', markersize=4)
+        its, psnr = zip(*r['curve'])
+        axes[0].plot(its, psnr, label=f"{r['label']}, seed {r['seed']}: still training ({its[-1]} of {r['planned']} "
+                     'it.)', **style)
+        if r['gap']:
+            axes[2].plot(*zip(*r['gap']), label=f"{r['label']}, seed {r['seed']} (still training)", **style)
     for k, (run, c) in enumerate((compute_curves or {}).items()):
         color = colors.get(run, f'C{(len(curves) + k) % 10}')
         axes[1].plot(c['pmacs'], c['mean'], marker='.', color=color, linestyle=':', linewidth=2,
@@ -170,9 +182,10 @@ def plot_curves(curves, student, selected_on, path, reference='scratch', compute
     return path
 
 
-def write_curves(results, out_dir, student, selected_on, reference='scratch'):
+def write_curves(results, out_dir, student, selected_on, reference='scratch', unfinished=None):
     """Write ``curves.json`` and ``curves.png`` of the equal-iterations jobs (and, in ``compute_runs`` and the
-    compute panel, the compute budget's jobs that trained on their own); return the gap table (markdown)."""
+    compute panel, the compute budget's jobs that trained on their own; in the plot only, ``unfinished``: the jobs
+    still training); return the gap table (markdown)."""
     curves = learning_curves(results, reference)
     if not curves:
         return ''
@@ -188,7 +201,7 @@ def write_curves(results, out_dir, student, selected_on, reference='scratch'):
     with open(osp.join(out_dir, 'curves.json'), 'w') as f:
         json.dump({'selected_on': selected_on, 'student': student, 'reference': reference, 'runs': plain(curves),
                    'compute_runs': plain(compute)}, f, indent=1)
-    plot_curves(curves, student, selected_on, osp.join(out_dir, 'curves.png'), reference, compute)
+    plot_curves(curves, student, selected_on, osp.join(out_dir, 'curves.png'), reference, compute, unfinished)
     return gap_table(curves, reference)
 
 

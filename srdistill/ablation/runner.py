@@ -268,12 +268,8 @@ class AblationRunner:
         return sorted(found.items())
 
     def selection_curve(self, progress):
-        """``(output, curve, best iteration)`` from the selection-set scores: the output under study is the plan's
-        exit, or a plain network's final output."""
-        student = f'e{self.plan["student"]}'
-        means = progress[max(progress)]['means']
-        student = student if student in means else list(means)[-1]
-        curve = [[it, progress[it]['means'][student]['psnr']] for it in sorted(progress)]
+        """``(output, curve, best iteration)`` from the selection-set scores (:func:`carry.student_curve`)."""
+        student, curve = carry.student_curve(progress, self.plan['student'])
         return student, curve, max(curve, key=lambda c: c[1])[0]
 
     def score_selection(self, job, checkpoints):

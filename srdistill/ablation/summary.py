@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from srdistill.ablation.curves import write_curves  # noqa: E402
 from srdistill.ablation.family import write_family  # noqa: E402
+from srdistill.ablation.in_progress import in_progress, write_in_progress  # noqa: E402
+from srdistill.ablation.plan import expand  # noqa: E402
 from srdistill.ablation.stats import FUTILITY_MIN_SEEDS, SHIP_BAR_DB, comparison_table, difference_table  # noqa: E402
 
 
@@ -198,7 +200,8 @@ def write_summary(plan, out_dir, results=None):
                  '`comparisons.json`.', ''] + lines + ['']
         with open(osp.join(out_dir, 'comparisons.json'), 'w') as f:
             json.dump(records, f, indent=1)
-    gaps = write_curves(results, out_dir, plan['student'], ev['select_on'], reference)
+    unfinished = in_progress(out_dir, expand(plan), results, plan['student'], reference)
+    gaps = write_curves(results, out_dir, plan['student'], ev['select_on'], reference, unfinished)
     if gaps:
         text += [f"### Learning curves: paired gap to `{reference}` on {ev['select_on']} at each checkpoint (dB)", '',
                  f"Equal iterations; exit {plan['student']}'s validation PSNR minus the same seed's `{reference}`, "
@@ -217,6 +220,15 @@ def write_summary(plan, out_dir, results=None):
                  f"`{plan['family']['control']}` (last checkpoint, dB)", '',
                  'What the distillation adds to one run with shared exits: the same statistics, the values in '
                  '`family_control.json`.', '', control, '']
+    table = write_in_progress(out_dir, unfinished, plan['student'], ev['select_on'], reference)
+    if table:
+        text += [f"### Jobs still training: exit {plan['student']} on {ev['select_on']} "
+                 "at each carried checkpoint (dB)",
+                 '', f"Not in the tables above: PSNR, and in brackets the gap to the same seed's `{reference}` where "
+                 'it has that checkpoint; one seed each, so no interval. From `progress/<job>.json` (carried by '
+                 '`--carry`), drawn dashed in `curves.png`, the values in `in_progress.json` '
+                 '(srdistill/ablation/in_progress.py).', '',
+                 table, '']
     with open(osp.join(out_dir, 'table.md'), 'w') as f:
         f.write('\n'.join(text))
     write_csv(rows, osp.join(out_dir, 'table.csv'))
