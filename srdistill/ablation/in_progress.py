@@ -66,7 +66,7 @@ def _reference_curve(out_dir, jobs, done, job, student, reference):
     return dict(carry.student_curve(progress, student)[1]) if progress else {}
 
 
-def markdown(rows, selected_on, reference='scratch'):
+def markdown(rows):
     """One line per job: iterations so far of planned, then PSNR (gap) at each carried checkpoint."""
     its = sorted({it for r in rows for it, _ in r['curve']})
     lines = ['| job | carried / planned iterations | ' + ' | '.join(str(i) for i in its) + ' |',
@@ -89,4 +89,4 @@ def write_in_progress(out_dir, rows, student, selected_on, reference='scratch'):
     with open(path, 'w') as f:
         json.dump({'selected_on': selected_on, 'student': student, 'reference': reference, 'jobs': rows}, f,
                   indent=1)
-    return markdown(rows, selected_on, reference)
+    return markdown(rows)
