@@ -284,6 +284,31 @@ def test_carry_after_stops_running_jobs_at_a_checkpoint_and_carries_them(tmp_pat
     assert max(int(it) for it in progress['checkpoints']) == last
 
 
+def test_carry_after_stops_at_the_last_checkpoint_before_its_time(tmp_path, monkeypatch):
+    """A slow job is carried by the time asked: it stops at a checkpoint when the next one, at the pace of the last
+    two, would come after that time; without a pace yet (its first checkpoint in this run) it goes on."""
+    plan = load_plan(_plan(tmp_path, budgets=('iterations', )))
+    job = expand(plan)[0]
+    clock = [1000.0]
+    monkeypatch.setattr(time, 'time', lambda: clock[0])
+    runner = AblationRunner(plan, [job], str(tmp_path / 'out'), log=lambda *_: None, carry_after=100)  # until 1100
+    states = osp.join(runner.experiment_dir(job), 'training_states')
+    os.makedirs(states)
+    for it in (500, 1000, 1500):
+        open(osp.join(states, f'{it}.state'), 'w').close()
+    hook = runner._carry_hook(job)
+    clock[0] = 1030
+    assert hook(500, 'w') is False  # no pace yet
+    clock[0] = 1060
+    assert hook(1000, 'w') is False  # the next at 1090, before 1100
+    clock[0] = 1090
+    assert hook(1500, 'w') is True  # the next at 1120: stop here, 10 s early rather than 20 s late
+    late = AblationRunner(plan, [job], str(tmp_path / 'out'), log=lambda *_: None, carry_after=10)._carry_hook(job)
+    clock[0] = 1105
+    assert late(500, 'w') is True  # past its time (1100), no pace needed: the first checkpoint after it
+    assert AblationRunner(plan, [job], str(tmp_path / 'out'), log=lambda *_: None)._carry_hook(job) is None
+
+
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads the process table in /proc')
 def test_kill_of_a_runner_ends_its_training_and_data_workers(tmp_path):
     """``kill <pid>`` of tools/ablate.py used to leave its training process (and data-loader workers) training on, side

@@ -27,8 +27,9 @@ def parse_args(argv=None):
     p.add_argument('--stop-after', type=float, default=None, metavar='MIN',
                    help='start no new job after this many minutes (running ones finish); rerun to go on')
     p.add_argument('--carry-after', type=float, default=None, metavar='MIN',
-                   help='for a sitting that ends: start no new job after this many minutes, stop the running ones at '
-                   'their next checkpoint and carry them as --carry does (rerun the command to go on)')
+                   help='for a sitting that ends: start no new job after this many minutes, stop each running one at '
+                   'its last checkpoint before then (the next would come later at its pace; else the first one after) '
+                   'and carry them as --carry does (rerun the command to go on)')
     p.add_argument('--dry-run', action='store_true', help='print the jobs (iterations, compute) and stop')
     p.add_argument('--carry', action='store_true',
                    help='pack every unfinished job for a later sitting on a fresh checkout (its latest training state '

@@ -75,7 +75,7 @@ class AblationRunner:
         limits = [now + s for s in (stop_after, carry_after) if s is not None]
         self.deadline = min(limits) if limits else None  # no new job after it
         self.carry_deadline = None if carry_after is None else now + carry_after  # running jobs stop after it
-        self.stopped = []  # jobs stopped at a checkpoint after carry_deadline, for carry_over
+        self.stopped = []  # jobs stopped for carry_after at a checkpoint, for carry_over
         self._locks = {j['name']: threading.Lock() for j in jobs}
         self.env = dict(os.environ)
         if parallel > 1 and 'OMP_NUM_THREADS' not in self.env:  # jobs side by side share the CPU cores
@@ -131,28 +131,35 @@ class AblationRunner:
                         future.result()
                     except TrainingStopped as stop:
                         self.stopped.append(job['name'])
-                        self.log(f'{job["name"]}: stopped at iteration {stop.iteration}, after the --carry-after time')
+                        self.log(f'{job["name"]}: stopped at iteration {stop.iteration} for --carry-after')
                     except (RuntimeError, UserError) as err:
                         failed.append(job['name'])
                         self.log(f'FAILED {job["name"]}: {err}')
         return failed
 
     def _carry_hook(self, job):
-        """The ``on_checkpoint`` of a job under ``carry_after`` (None without it): past that time, stop at the next
-        checkpoint once its training state is written too, so that :meth:`carry_over` packs that iteration."""
+        """The ``on_checkpoint`` of a job under ``carry_after`` (None without it): stop at the last checkpoint that
+        comes before that time (the next one, at the pace of the last two, would come after it), or at the first one
+        past it; once the checkpoint's training state is written too, so that :meth:`carry_over` packs that
+        iteration. A slow job (64 channels: 20 minutes between checkpoints) is then carried by the time asked, not up
+        to a checkpoint interval after it."""
         if self.carry_deadline is None:
             return None
         states = osp.join(self.experiment_dir(job), 'training_states')
+        previous = []  # the time of the checkpoint before, in this run
 
-        def past_deadline(iteration, path):
-            if time.time() < self.carry_deadline:
+        def stop_here(iteration, path):
+            now = time.time()
+            pace = now - previous[-1] if previous else None
+            previous.append(now)
+            if now < self.carry_deadline and (pace is None or now + pace <= self.carry_deadline):
                 return False
             waited = 0.0
             while not osp.isfile(osp.join(states, f'{iteration}.state')) and waited < self.state_wait_s:
                 time.sleep(0.5)  # BasicSR saves the weights, then the state (each written atomically)
                 waited += 0.5
             return True
-        return past_deadline
+        return stop_here
 
     def run_job(self, job, on_checkpoint=None):
         """Train (or resume) and evaluate one job, writing ``results/<job>.json``.
