@@ -285,27 +285,36 @@ def test_carry_after_stops_running_jobs_at_a_checkpoint_and_carries_them(tmp_pat
 
 
 def test_carry_after_stops_at_the_last_checkpoint_before_its_time(tmp_path, monkeypatch):
-    """A slow job is carried by the time asked: it stops at a checkpoint when the next one, at the pace of the last
-    two, would come after that time; without a pace yet (its first checkpoint in this run) it goes on."""
+    """A slow job is carried by the time asked: it stops at a checkpoint when the next one, as far after it as it
+    came after the one before (or after the job's start), would come after that time."""
     plan = load_plan(_plan(tmp_path, budgets=('iterations', )))
     job = expand(plan)[0]
     clock = [1000.0]
     monkeypatch.setattr(time, 'time', lambda: clock[0])
-    runner = AblationRunner(plan, [job], str(tmp_path / 'out'), log=lambda *_: None, carry_after=100)  # until 1100
-    states = osp.join(runner.experiment_dir(job), 'training_states')
+
+    def hook(carry_after):  # a runner started now, its job too
+        runner = AblationRunner(plan, [job], str(tmp_path / 'out'), log=lambda *_: None, carry_after=carry_after)
+        return runner._carry_hook(job)
+
+    states = osp.join(tmp_path, 'out', 'experiments', job['name'], 'training_states')
     os.makedirs(states)
     for it in (500, 1000, 1500):
         open(osp.join(states, f'{it}.state'), 'w').close()
-    hook = runner._carry_hook(job)
+    steady = hook(100)  # until 1100
     clock[0] = 1030
-    assert hook(500, 'w') is False  # no pace yet
+    assert steady(500, 'w') is False  # the next at 1060
     clock[0] = 1060
-    assert hook(1000, 'w') is False  # the next at 1090, before 1100
+    assert steady(1000, 'w') is False  # the next at 1090, before 1100
     clock[0] = 1090
-    assert hook(1500, 'w') is True  # the next at 1120: stop here, 10 s early rather than 20 s late
-    late = AblationRunner(plan, [job], str(tmp_path / 'out'), log=lambda *_: None, carry_after=10)._carry_hook(job)
-    clock[0] = 1105
-    assert late(500, 'w') is True  # past its time (1100), no pace needed: the first checkpoint after it
+    assert steady(1500, 'w') is True  # the next at 1120: stop here, 10 s early rather than 20 s late
+    clock[0] = 2000
+    slow = hook(100)  # until 2100
+    clock[0] = 2060
+    assert slow(500, 'w') is True  # 60 s since the start: the next at 2120, so the first checkpoint is the last
+    clock[0] = 3000
+    late = hook(10)  # until 3010
+    clock[0] = 3011
+    assert late(500, 'w') is True  # past its time: the first checkpoint after it
     assert AblationRunner(plan, [job], str(tmp_path / 'out'), log=lambda *_: None)._carry_hook(job) is None
 
 

@@ -139,20 +139,22 @@ class AblationRunner:
 
     def _carry_hook(self, job):
         """The ``on_checkpoint`` of a job under ``carry_after`` (None without it): stop at the last checkpoint that
-        comes before that time (the next one, at the pace of the last two, would come after it), or at the first one
-        past it; once the checkpoint's training state is written too, so that :meth:`carry_over` packs that
-        iteration. A slow job (64 channels: 20 minutes between checkpoints) is then carried by the time asked, not up
-        to a checkpoint interval after it."""
+        comes before that time (the next one, as long after it as it came after the one before, would come later),
+        or at the first one past it; once the checkpoint's training state is written too, so that
+        :meth:`carry_over` packs that iteration. A slow job (64 channels: 20 minutes between checkpoints) is then
+        carried by the time asked, not up to a checkpoint interval after it. The hook is made as the job starts, and a
+        job starts or resumes at a checkpoint (states are saved there only), so its first checkpoint's pace is the
+        time since then: a little more than the interval (the start-up), so it errs early."""
         if self.carry_deadline is None:
             return None
         states = osp.join(self.experiment_dir(job), 'training_states')
-        previous = []  # the time of the checkpoint before, in this run
+        previous = [time.time()]  # the job's start, then each checkpoint's time
 
         def stop_here(iteration, path):
             now = time.time()
-            pace = now - previous[-1] if previous else None
+            pace = now - previous[-1]
             previous.append(now)
-            if now < self.carry_deadline and (pace is None or now + pace <= self.carry_deadline):
+            if now + pace <= self.carry_deadline:
                 return False
             waited = 0.0
             while not osp.isfile(osp.join(states, f'{iteration}.state')) and waited < self.state_wait_s:
