@@ -77,7 +77,7 @@ def main(argv=None):
     if args.iterations is not None:
         plan['val_freq'] = min(plan['val_freq'], args.iterations)
     out = args.out or osp.join('experiments', 'ablations', plan['name'])
-    jobs = expand(plan)
+    jobs = every_job = expand(plan)
     if args.only:
         unknown = [r for r in args.only if r not in plan['runs']]
         if unknown:
@@ -102,7 +102,7 @@ def main(argv=None):
         if runner.stopped:
             print_carried(runner.carry_over())
     started = time.time()
-    rows = write_summary(plan, out)
+    rows = write_summary(plan, out, jobs=every_job)
     if rows:
         print(open(osp.join(out, 'table.md')).read())
         outputs = ('table.md', 'table.csv', 'summary.json', 'ablation.png', 'differences.json', 'comparisons.json',

@@ -74,7 +74,7 @@ class AblationRunner:
         now = time.time()
         limits = [now + s for s in (stop_after, carry_after) if s is not None]
         self.deadline = min(limits) if limits else None  # no new job after it
-        self.carry_deadline = None if carry_after is None else now + carry_after  # running jobs stop after it
+        self.carry_deadline = None if carry_after is None else now + carry_after  # running jobs stop by it
         self.stopped = []  # jobs stopped for carry_after at a checkpoint, for carry_over
         self._locks = {j['name']: threading.Lock() for j in jobs}
         self.env = dict(os.environ)
@@ -148,12 +148,11 @@ class AblationRunner:
         if self.carry_deadline is None:
             return None
         states = osp.join(self.experiment_dir(job), 'training_states')
-        previous = [time.time()]  # the job's start, then each checkpoint's time
+        last = [time.time()]  # the job's start, then the latest checkpoint's time
 
         def stop_here(iteration, path):
             now = time.time()
-            pace = now - previous[-1]
-            previous.append(now)
+            pace, last[0] = now - last[0], now
             if now + pace <= self.carry_deadline:
                 return False
             waited = 0.0

@@ -164,8 +164,12 @@ def plot(rows, results, datasets, student, path):
     return path
 
 
-def write_summary(plan, out_dir, results=None):
-    """Write ``table.md``, ``table.csv``, ``summary.json`` and ``ablation.png`` into ``out_dir``. Returns the rows."""
+def write_summary(plan, out_dir, results=None, jobs=None):
+    """Write ``table.md``, ``table.csv``, ``summary.json`` and ``ablation.png`` into ``out_dir``. Returns the rows.
+
+    ``jobs``: the plan's jobs (:func:`~srdistill.ablation.plan.expand`, which builds every network to count its
+    multiply-adds: pass them when you have them), for the jobs still training; expanded here only when a job has
+    carried scores (``progress/``)."""
     results = load_results(out_dir) if results is None else results
     ev = plan['evaluate']
     rows = aggregate(results, ev['datasets'], list(plan['runs']))
@@ -200,7 +204,10 @@ def write_summary(plan, out_dir, results=None):
                  '`comparisons.json`.', ''] + lines + ['']
         with open(osp.join(out_dir, 'comparisons.json'), 'w') as f:
             json.dump(records, f, indent=1)
-    unfinished = in_progress(out_dir, expand(plan), results, plan['student'], reference)
+    if jobs is None:
+        progress = osp.join(out_dir, 'progress')
+        jobs = expand(plan) if osp.isdir(progress) and os.listdir(progress) else []
+    unfinished = in_progress(out_dir, jobs, results, plan['student'], reference)
     gaps = write_curves(results, out_dir, plan['student'], ev['select_on'], reference, unfinished)
     if gaps:
         text += [f"### Learning curves: paired gap to `{reference}` on {ev['select_on']} at each checkpoint (dB)", '',
