@@ -17,7 +17,7 @@ from conftest import REPO, TINY_OPT, alive, children, make_paired_folder, wait_g
 from srdistill.ablation import carry
 from srdistill.ablation.ablate_cli import main
 from srdistill.ablation.plan import expand, load_plan, select_jobs
-from srdistill.ablation.runner import AblationRunner
+from srdistill.ablation.runner import AblationRunner, TrainingStopped
 from srdistill.ablation.summary import write_summary
 from srdistill.archs.multi_exit_srresnet_arch import MultiExitSRResNet
 from srdistill.utils.errors import UserError
@@ -316,6 +316,29 @@ def test_carry_after_stops_at_the_last_checkpoint_before_its_time(tmp_path, monk
     clock[0] = 3011
     assert late(500, 'w') is True  # past its time: the first checkpoint after it
     assert AblationRunner(plan, [job], str(tmp_path / 'out'), log=lambda *_: None)._carry_hook(job) is None
+
+
+def test_no_job_starts_after_one_was_stopped_for_carry_after(tmp_path, monkeypatch):
+    """A job stopped for --carry-after stops before the time asked (its next checkpoint would come after it), and the
+    runner used to start the next job then, only to stop it at its first checkpoint, past the time. Now the jobs not
+    started are left for the next run of the command."""
+    plan = load_plan(_plan(tmp_path, budgets=('iterations', )))
+    jobs = [j for j in expand(plan) if j['run'] in ('scratch', 'sd')]
+    logged, started = [], []
+
+    def run_job(job, on_checkpoint=None):
+        started.append(job['name'])
+        raise TrainingStopped(job['name'], 500)
+
+    runner = AblationRunner(plan, jobs, str(tmp_path / 'out'), log=logged.append, carry_after=3600)
+    monkeypatch.setattr(runner, 'run_job', run_job)
+    assert runner.run() == []
+    assert started == [jobs[0]['name']] and runner.stopped == started
+    assert any('1 jobs not started' in line for line in logged)
+    # without a stop, every job runs
+    runner = AblationRunner(plan, jobs, str(tmp_path / 'out'), log=logged.append, carry_after=3600)
+    monkeypatch.setattr(runner, 'run_job', lambda job, on_checkpoint=None: started.append(job['name']))
+    assert runner.run() == [] and started[1:] == [j['name'] for j in jobs]
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads the process table in /proc')

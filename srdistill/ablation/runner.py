@@ -106,7 +106,9 @@ class AblationRunner:
         failed, running = [], {}
         with ThreadPoolExecutor(self.parallel) as pool:
             while pending or running:
-                if self.deadline is not None and time.time() > self.deadline and pending:
+                # no new job once the time is up, nor once a job was stopped for --carry-after: that job stopped
+                # because its next checkpoint would come too late, so a new job's first one would come later still
+                if pending and (self.stopped or (self.deadline is not None and time.time() > self.deadline)):
                     self.log(f'time is up (--stop-after or --carry-after): {len(pending)} jobs not started, left '
                              'for the next run of this command')
                     pending = []
