@@ -27,7 +27,8 @@ def parse_args(argv=None):
     p.add_argument('--stop-after', type=float, default=None, metavar='MIN',
                    help='start no new job after this many minutes (running ones finish); rerun to go on')
     p.add_argument('--carry-after', type=float, default=None, metavar='MIN',
-                   help='for a sitting that ends: start no new job after this many minutes, stop each running one at '
+                   help='for a sitting that ends: start no new job after this many minutes (or once a job was '
+                   'stopped for it), stop each running one at '
                    'its last checkpoint before then (the next would come later at its pace so far) '
                    'and carry them as --carry does (rerun the command to go on)')
     p.add_argument('--dry-run', action='store_true', help='print the jobs (iterations, compute) and stop')
