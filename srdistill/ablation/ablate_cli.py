@@ -68,9 +68,10 @@ def check_budgets(budgets, plan):
 def main(argv=None):
     args = parse_args(argv)
     plan = load_plan(args.opt)
-    for key in ('seeds', 'iterations'):
-        if getattr(args, key) is not None:
-            plan[key] = getattr(args, key)
+    if args.iterations is not None:
+        plan['iterations'] = args.iterations
+    if args.seeds is not None:  # a selection, like --only: the plan's other seeds stay in the summary
+        plan['seeds'] = sorted(set(plan['seeds']) | set(args.seeds))
     if args.budgets is not None:
         check_budgets(args.budgets, plan)
         # every budget is expanded, so that a compute-budget job still finds the equal-iterations twin it copies
@@ -83,6 +84,8 @@ def main(argv=None):
         unknown = [r for r in args.only if r not in plan['runs']]
         if unknown:
             raise UserError(f'--only: {unknown} are not runs of {args.opt} (runs: {list(plan["runs"])}).')
+    if args.seeds is not None:
+        jobs = [j for j in jobs if j['seed'] in args.seeds]
     jobs = select_jobs(jobs, runs=args.only, budgets=args.budgets)
     if args.dry_run:
         print(f'{"job":40s} {"iterations":>10s} {"GMAC/step":>10s} {"total PMAC":>10s}  needs')
